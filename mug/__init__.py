@@ -1,0 +1,1 @@
+"""MUG: multi-modal generative vision pre-training on web image-text pairs."""
