@@ -1,0 +1,37 @@
+# The two commands of the README: `make demo` (the main job) and `make test` (what CI runs).
+# Both bootstrap .venv on a fresh machine; later runs reuse it until pyproject.toml changes.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# The torch builds that install from the local wheel store on our machines (a CUDA build that runs on CPU).
+TORCH  := $(if $(filter aarch64,$(shell uname -m)),torch==2.9.1 torchvision==0.24.1,torch==2.14.1 torchvision==0.29.1)
+export WANDB_MODE ?= offline
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip check
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/mug demo --out runs/demo
+
+test: install
+	WANDB_MODE=disabled $(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check mug tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/train_step.py --presets tiny,ref-64 --markdown
+
+clean:
+	rm -rf $(VENV) runs dist build *.egg-info

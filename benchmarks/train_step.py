@@ -1,0 +1,334 @@
+"""Benchmark one full training step of each objective: time, images/s, peak memory, model FLOPs and MFU.
+
+A step is forward, loss, backward, AdamW step and zero_grad, as in training. Model FLOPs are counted by torch's
+FlopCounterMode, not by hand; MFU divides them by the step time and by the peak matmul FLOP/s measured on this
+machine in the benchmarked dtype, so a CPU and a GPU figure are comparable as utilisation.
+See benchmarks/README.md for the goals these figures are checked against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import platform
+import resource
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from mug.config import OBJECTIVES, build_config, preset_names
+from mug.models import build_model
+from mug.optim import build_optimizer
+
+MASK_RATIO = 0.75
+# Batch per preset as (CUDA, CPU): base at 64 would take minutes a step on a laptop.
+DEFAULT_BATCH = {"tiny": (64, 64), "small": (16, 16), "base": (64, 8)}
+
+
+@dataclass(frozen=True)
+class Reference:
+    """MAE's original model measured on a 2-core CPU in fp32: ours must match or beat its images/s."""
+
+    preset: str
+    batch: int
+    images_per_s: float
+    overrides: dict = field(default_factory=dict)
+
+
+REFERENCES = {
+    "ref-64": Reference("tiny", 64, 193.0, {
+        "encoder": {"img_size": 64, "patch_size": 8, "width": 192, "depth": 6, "heads": 3},
+        "pixel_decoder": {"width": 128, "depth": 2, "heads": 4},
+    }),
+    "ref-vits": Reference("small", 16, 14.0, {
+        "encoder": {"img_size": 224, "patch_size": 16, "width": 384, "depth": 12, "heads": 6},
+        "pixel_decoder": {"width": 256, "depth": 4, "heads": 8},
+    }),
+}  # fmt: skip
+
+
+@dataclass
+class Row:
+    objective: str
+    preset: str
+    batch: int
+    ms_per_step: float
+    images_per_s: float  # SimCLR's two views of one image count as one image
+    peak_mem_mib: float  # CUDA: max_memory_allocated; CPU: process peak RSS (ru_maxrss)
+    mem_growth_mib: float  # how much the row raised that peak
+    flops_per_step: float
+    mfu: float
+    reference_images_per_s: float | None
+
+
+def model_config(name: str, objective: str):
+    ref = REFERENCES.get(name)
+    preset, overrides = (ref.preset, ref.overrides) if ref else (name, {})
+    return build_config(preset, overrides={**overrides, "objective": {"name": objective}})
+
+
+def batch_size(name: str, args: argparse.Namespace) -> int:
+    if args.batch:
+        return args.batch
+    if name in REFERENCES:
+        return REFERENCES[name].batch
+    on_cuda, on_cpu = DEFAULT_BATCH.get(name, (16, 16))
+    return on_cuda if args.device == "cuda" else on_cpu
+
+
+def make_batch(model: torch.nn.Module, size: int, device: str) -> dict[str, torch.Tensor]:
+    """Random inputs for exactly the keys the objective reads (`Objective.inputs`)."""
+    cfg = model.cfg
+    enc, text = cfg.encoder, cfg.text
+    batch = {}
+    for key in model.inputs:
+        if key == "tokens":  # ids below 4 are special (pad among them), so every position is in the loss
+            batch[key] = torch.randint(4, text.vocab_size, (size, text.context_length), device=device)
+        else:
+            batch[key] = torch.randn(size, enc.in_chans, enc.img_size, enc.img_size, device=device)
+    return batch
+
+
+def autocast(args: argparse.Namespace) -> contextlib.AbstractContextManager:
+    if args.dtype == "bf16":
+        return torch.autocast(args.device, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_steps(step, args: argparse.Namespace) -> float:
+    """Median seconds of a step after warm-up (allocator, autotuning and compilation happen there)."""
+    for _ in range(args.warmup):
+        step()
+    times = []
+    for _ in range(args.steps):
+        sync(args.device)
+        start = time.perf_counter()
+        step()
+        sync(args.device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_matmul_flops(args: argparse.Namespace) -> tuple[float, int]:
+    """FLOP/s of large square matmuls in the benchmarked dtype: the machine's practical ceiling for MFU."""
+    size, repeats = (8192, 20) if args.device == "cuda" else (4096, 5)
+    kind = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    a, b = (torch.randn(size, size, device=args.device, dtype=kind) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    sync(args.device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    sync(args.device)
+    return 2 * size**3 * repeats / (time.perf_counter() - start), size
+
+
+def memory_mark(device: str) -> float:
+    """MiB in use now (CUDA, after resetting its peak) or the process peak RSS so far (CPU, which only grows)."""
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated() / 2**20
+    return peak_rss_mib()
+
+
+def memory_peak(device: str, mark: float) -> tuple[float, float]:
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else peak_rss_mib()
+    return peak, peak - mark
+
+
+def peak_rss_mib() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
+
+
+def count_flops(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> int:
+    """Model FLOPs of one fp32 forward+backward; the math SDPA backend turns attention into counted bmm's
+    (FlopCounterMode has no formula for the fused CPU attention kernel)."""
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model(batch)["loss"].backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def train_step(model, optimizer, batch, args: argparse.Namespace) -> None:
+    with autocast(args):
+        loss = model(batch)["loss"]
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def measure_step(name: str, objective: str, args: argparse.Namespace, peak_flops: float) -> Row:
+    torch.manual_seed(0)
+    mark = memory_mark(args.device)
+    model = build_model(model_config(name, objective)).to(args.device)
+    size = batch_size(name, args)
+    batch = make_batch(model, size, args.device)
+    optimizer = build_optimizer(model, lr=1.5e-4)
+    runner = torch.compile(model) if args.compile else model
+    seconds = time_steps(lambda: train_step(runner, optimizer, batch, args), args)
+    peak, growth = memory_peak(args.device, mark)
+    flops = count_flops(model, batch)  # after timing, so its fp32 math attention does not set the peak
+    ref = REFERENCES.get(name)
+    return Row(objective, name, size, seconds * 1e3, size / seconds, peak, growth, flops,
+               flops / seconds / peak_flops, ref.images_per_s if ref else None)  # fmt: skip
+
+
+def encoder_ms_per_image(encoder, images: torch.Tensor, mask_ratio: float, args: argparse.Namespace) -> float:
+    def step():
+        with autocast(args):
+            latent = encoder(images, mask_ratio).latent
+        latent.float().pow(2).mean().backward()
+        encoder.zero_grad(set_to_none=True)
+
+    return time_steps(step, args) * 1e3 / images.shape[0]
+
+
+def measure_encoder_speedup(name: str, args: argparse.Namespace) -> dict:
+    """Encoder forward+backward per image with all patches vs MAE's 25%: the saving masking is meant to buy."""
+    torch.manual_seed(0)
+    model = build_model(model_config(name, "mae")).to(args.device)
+    encoder = torch.compile(model.encoder) if args.compile else model.encoder
+    size = batch_size(name, args)
+    images = make_batch(model, size, args.device)["image"]
+    full = encoder_ms_per_image(encoder, images, 0.0, args)
+    masked = encoder_ms_per_image(encoder, images, MASK_RATIO, args)
+    return {"preset": name, "batch": size, "ms_per_image_full": full, "ms_per_image_masked": masked,
+            "speedup": full / masked}  # fmt: skip
+
+
+def mug_over_mae(rows: list[Row]) -> dict[str, float]:
+    ms = {(r.objective, r.preset): r.ms_per_step for r in rows}
+    return {p: ms["mug", p] / ms["mae", p] for o, p in ms if o == "mae" and ("mug", p) in ms}
+
+
+def si(value: float, unit: str) -> str:
+    for prefix, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6)):
+        if value >= scale:
+            return f"{value / scale:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+def table(headers: list[str], lines: list[list[str]], markdown: bool) -> str:
+    widths = [max(len(x) for x in column) for column in zip(headers, *lines)]
+    sep = " | " if markdown else "  "
+    edge = ("| ", " |") if markdown else ("", "")
+    fmt = [edge[0] + sep.join(c.rjust(w) for c, w in zip(line, widths)) + edge[1] for line in [headers, *lines]]
+    if markdown:
+        fmt.insert(1, "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|")
+    return "\n".join(fmt)
+
+
+def report(rows: list[Row], speedups: list[dict], ratios: dict[str, float], args) -> str:
+    mem = "peak MiB (+row)" if args.device == "cuda" else "peak RSS MiB (+row)"
+    headers = ["objective", "preset", "batch", "ms/step", "img/s", "ref img/s", mem, "FLOP/step", "FLOP/s", "MFU"]
+    lines = [[r.objective, r.preset, str(r.batch), f"{r.ms_per_step:.1f}", f"{r.images_per_s:.1f}",
+              f"{r.reference_images_per_s:.0f}" if r.reference_images_per_s else "-",
+              f"{r.peak_mem_mib:.0f} (+{r.mem_growth_mib:.0f})", si(r.flops_per_step, "FLOP"),
+              si(r.flops_per_step / r.ms_per_step * 1e3, "FLOP/s"), f"{r.mfu:.1%}"] for r in rows]  # fmt: skip
+    parts = [table(headers, lines, args.markdown)]
+    if ratios:
+        lines = [[p, f"{v:.2f}"] for p, v in ratios.items()]
+        parts.append(table(["preset", "MUG/MAE step time (goal <= 1.35 at base)"], lines, args.markdown))
+    if speedups:
+        lines = [[s["preset"], str(s["batch"]), f"{s['ms_per_image_full']:.2f}", f"{s['ms_per_image_masked']:.2f}",
+                  f"{s['speedup']:.2f}x"] for s in speedups]  # fmt: skip
+        headers = ["preset", "batch", "enc ms/img mask 0", f"enc ms/img mask {MASK_RATIO}", "speed-up (goal >= 2.5x)"]
+        parts.append(table(headers, lines, args.markdown))
+    return "\n\n".join(parts)
+
+
+def device_name(device: str) -> str:
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def parse_list(value: str, known: list[str], what: str, parser: argparse.ArgumentParser) -> list[str]:
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        parser.error(f"unknown {what} {', '.join(unknown) or '(none given)'}; choose from {', '.join(known)}")
+    return names
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    presets = preset_names() + list(REFERENCES)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--objectives", default=",".join(OBJECTIVES), help="comma-separated (default: %(default)s)")
+    parser.add_argument("--presets", default="tiny,small", help=f"comma-separated from {', '.join(presets)}; "
+                        "the ref-* configurations are MAE's original models and run the mae objective only "
+                        "(default: %(default)s)")  # fmt: skip
+    parser.add_argument("--batch", type=int, help="images per step for every row (default: tiny 64, small 16, "
+                        "base 64 on CUDA / 8 on CPU, ref-64 64, ref-vits 16)")  # fmt: skip
+    parser.add_argument("--steps", type=int, default=20, help="timed steps, median reported (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (default: %(default)s)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", choices=("fp32", "bf16"), help="bf16 = autocast around forward and loss "
+                        "(default: bf16 on CUDA, fp32 on CPU)")  # fmt: skip
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (warm-up absorbs it)")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--json", metavar="PATH", help="also write every row and comparison as JSON to PATH")
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables for docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    args.objectives = parse_list(args.objectives, list(OBJECTIVES), "objective", parser)
+    args.presets = parse_list(args.presets, presets, "preset", parser)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda was asked for but torch sees no CUDA device")
+    if any(p in REFERENCES for p in args.presets) and "mae" not in args.objectives:
+        parser.error("the ref-* configurations measure MAE only; add mae to --objectives")
+    if args.steps < 1 or args.warmup < 0 or (args.batch is not None and args.batch < 1):
+        parser.error("--steps and --batch must be >= 1 and --warmup >= 0")
+    args.dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    peak, size = peak_matmul_flops(args)
+    print(f"{device_name(args.device)}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+          f"{args.dtype}, compile {'on' if args.compile else 'off'}; "
+          f"peak matmul ({size}x{size} {args.dtype}): {si(peak, 'FLOP/s')}\n", flush=True)  # fmt: skip
+    rows = []
+    for name in args.presets:
+        for objective in ["mae"] if name in REFERENCES else args.objectives:
+            print(f"measuring {objective} on {name} ...", file=sys.stderr, flush=True)
+            rows.append(measure_step(name, objective, args, peak))
+            gc.collect()
+            if args.device == "cuda":
+                torch.cuda.empty_cache()
+    speedups = []
+    for name in (p for p in args.presets if p not in REFERENCES):
+        print(f"measuring the masked encoder speed-up on {name} ...", file=sys.stderr, flush=True)
+        speedups.append(measure_encoder_speedup(name, args))
+    ratios = mug_over_mae(rows)
+    print(report(rows, speedups, ratios, args))
+    if args.json:
+        meta = {"device": device_name(args.device), "threads": torch.get_num_threads(), "torch": torch.__version__,
+                "dtype": args.dtype, "compile": args.compile, "peak_matmul_flops": peak}  # fmt: skip
+        out = {**meta, "rows": [asdict(r) for r in rows], "mug_over_mae": ratios, "encoder_speedup": speedups}
+        with open(args.json, "w") as file:
+            json.dump(out, file, indent=2)
+
+
+if __name__ == "__main__":
+    main()

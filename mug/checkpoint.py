@@ -1,0 +1,89 @@
+"""Model checkpoints as a directory: safetensors weights, JSON config and the tokenizer. Nothing is pickled.
+
+A directory is written under a temporary name and renamed into place, so a crash never leaves a half-written
+checkpoint where a good one was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_model, save_model
+
+from mug.config import ConfigError, ModelConfig
+from mug.errors import UserError
+from mug.models import Objective, build_model
+from mug.tokenizer import CaptionTokenizer
+
+WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer.json"
+
+
+class CheckpointError(UserError):
+    """A checkpoint directory that is missing, incomplete or does not match its config."""
+
+
+def save_checkpoint(
+    directory: str | Path,
+    model: Objective,
+    tokenizer: CaptionTokenizer | None = None,
+    metadata: dict | None = None,
+) -> Path:
+    """Write weights, config (+ metadata) and tokenizer to `directory`, replacing it atomically."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        save_model(model, str(tmp / WEIGHTS))  # handles the tied caption head/embedding
+        (tmp / CONFIG).write_text(json.dumps({"model": model.cfg.to_dict(), "metadata": metadata or {}}, indent=2))
+        if tokenizer is not None:
+            tokenizer.save(tmp / TOKENIZER)
+        old = directory.with_name(f".{directory.name}.old")
+        if directory.exists():
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def read_config(directory: str | Path) -> tuple[ModelConfig, dict]:
+    path = Path(directory) / CONFIG
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {directory} has no {CONFIG}")
+    try:
+        data = json.loads(path.read_text())
+        return ModelConfig.from_dict(data["model"]), data.get("metadata", {})
+    except (json.JSONDecodeError, KeyError, ConfigError) as err:
+        raise CheckpointError(f"checkpoint {directory}: {CONFIG} is not a valid model config ({err})") from err
+
+
+def load_checkpoint(
+    directory: str | Path, device: str | torch.device = "cpu", need_tokenizer: bool = False
+) -> tuple[Objective, CaptionTokenizer | None, dict]:
+    """(model in eval mode, tokenizer or None, metadata) from a directory written by `save_checkpoint`."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"checkpoint directory {directory} does not exist")
+    for name in (WEIGHTS,) + ((TOKENIZER,) if need_tokenizer else ()):
+        if not (directory / name).is_file():
+            raise CheckpointError(f"checkpoint {directory} has no {name}")
+    cfg, metadata = read_config(directory)
+    model = build_model(cfg)
+    try:
+        load_model(model, str(directory / WEIGHTS), strict=True, device=str(device))
+    except (RuntimeError, OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint {directory}: weights do not match {CONFIG} ({first})") from err
+    tokenizer = CaptionTokenizer.from_file(directory / TOKENIZER) if (directory / TOKENIZER).is_file() else None
+    if tokenizer is not None and tokenizer.vocab_size != cfg.text.vocab_size:
+        raise CheckpointError(
+            f"checkpoint {directory}: tokenizer has {tokenizer.vocab_size} tokens, config says {cfg.text.vocab_size}"
+        )
+    return model.to(device).eval(), tokenizer, metadata

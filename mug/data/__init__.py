@@ -1,0 +1,1 @@
+"""Web image-text data: synthetic scenes now; shards, loaders and validation build on it."""
