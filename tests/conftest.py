@@ -1,0 +1,47 @@
+"""Shared fixtures: a micro model config (fast on 2 CPU cores) and a tokenizer trained on synthetic captions."""
+
+import pytest
+import torch
+
+from mug.config import build_config
+from mug.data.synth import sample_pairs
+from mug.tokenizer import CaptionTokenizer
+
+MICRO = {
+    "encoder": {"img_size": 32, "patch_size": 8, "width": 64, "depth": 2, "heads": 2},
+    "pixel_decoder": {"width": 32, "depth": 1, "heads": 2},
+    "text": {"context_length": 16, "width": 32, "depth": 2, "heads": 2, "vocab_size": 64},
+    "objective": {"proj_dim": 32},
+}
+
+
+def micro_config(name: str = "mug", **sections):
+    """The micro model for objective `name`; keyword sections (encoder={...}) override fields."""
+    overrides = {key: dict(value) for key, value in MICRO.items()}
+    overrides["objective"]["name"] = name
+    for section, values in sections.items():
+        overrides.setdefault(section, {}).update(values)
+    return build_config("tiny", overrides=overrides)
+
+
+def random_batch(cfg, n: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    size = cfg.encoder.img_size
+    tokens = torch.randint(4, cfg.text.vocab_size, (n, cfg.text.context_length), generator=gen)
+    tokens[:, 0] = 2
+    tokens[:, -3:] = cfg.text.pad_id  # some padding, as real batches have
+    return {
+        "image": torch.randn(n, 3, size, size, generator=gen),
+        "image2": torch.randn(n, 3, size, size, generator=gen),
+        "tokens": tokens,
+    }
+
+
+@pytest.fixture(scope="session")
+def pairs():
+    return sample_pairs(8, size=32, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(pairs):
+    return CaptionTokenizer.train([c for _, c in pairs], vocab_size=128, min_frequency=1)
