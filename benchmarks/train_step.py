@@ -1,9 +1,9 @@
-"""Benchmark one full training step of each objective: time, images/s, peak memory, model FLOPs and MFU.
+"""Benchmark a full training step of each objective: time, images/s, peak memory, model FLOPs and MFU.
 
-A step is forward, loss, backward, AdamW step and zero_grad, as in training. Model FLOPs are counted by torch's
-FlopCounterMode, not by hand; MFU divides them by the step time and by the peak matmul FLOP/s measured on this
-machine in the benchmarked dtype, so a CPU and a GPU figure are comparable as utilisation.
-See benchmarks/README.md for the goals these figures are checked against.
+A step is what training does: forward, loss, backward, AdamW step, zero_grad. Model FLOPs are counted by
+torch's FlopCounterMode, not by hand; MFU divides them by the step time and by the peak matmul FLOP/s measured
+on this machine in the benchmarked dtype, so CPU and GPU figures compare as utilisation.
+Goals and how to run: benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -17,31 +17,32 @@ import resource
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from mug.config import OBJECTIVES, build_config, preset_names
-from mug.models import build_model
+from mug.config import OBJECTIVES, ModelConfig, build_config, preset_names
+from mug.models import Objective, build_model
 from mug.optim import build_optimizer
 
 MASK_RATIO = 0.75
-# Batch per preset as (CUDA, CPU): base at 64 would take minutes a step on a laptop.
+# Batch per preset on (CUDA, CPU): base at 64 takes tens of seconds a step on a small CPU.
 DEFAULT_BATCH = {"tiny": (64, 64), "small": (16, 16), "base": (64, 8)}
 
 
-@dataclass(frozen=True)
-class Reference:
+class Reference(NamedTuple):
     """MAE's original model measured on a 2-core CPU in fp32: ours must match or beat its images/s."""
 
     preset: str
     batch: int
     images_per_s: float
-    overrides: dict = field(default_factory=dict)
+    overrides: dict
 
 
+# Spelled out rather than taken from the presets, which may change while the reference does not.
 REFERENCES = {
     "ref-64": Reference("tiny", 64, 193.0, {
         "encoder": {"img_size": 64, "patch_size": 8, "width": 192, "depth": 6, "heads": 3},
@@ -60,17 +61,16 @@ class Row:
     preset: str
     batch: int
     ms_per_step: float
-    images_per_s: float  # SimCLR's two views of one image count as one image
-    peak_mem_mib: float  # CUDA: max_memory_allocated; CPU: process peak RSS (ru_maxrss)
-    mem_growth_mib: float  # how much the row raised that peak
+    images_per_s: float  # a SimCLR sample (two views of one image) counts as one image
+    peak_mem_mib: float  # CUDA: max_memory_allocated; CPU: the process peak RSS (ru_maxrss)
+    mem_growth_mib: float  # how much this row raised that figure
     flops_per_step: float
     mfu: float
     reference_images_per_s: float | None
 
 
-def model_config(name: str, objective: str):
-    ref = REFERENCES.get(name)
-    preset, overrides = (ref.preset, ref.overrides) if ref else (name, {})
+def model_config(name: str, objective: str) -> ModelConfig:
+    preset, _, _, overrides = REFERENCES.get(name, (name, 0, 0.0, {}))
     return build_config(preset, overrides={**overrides, "objective": {"name": objective}})
 
 
@@ -83,10 +83,9 @@ def batch_size(name: str, args: argparse.Namespace) -> int:
     return on_cuda if args.device == "cuda" else on_cpu
 
 
-def make_batch(model: torch.nn.Module, size: int, device: str) -> dict[str, torch.Tensor]:
+def make_batch(model: Objective, size: int, device: str) -> dict[str, torch.Tensor]:
     """Random inputs for exactly the keys the objective reads (`Objective.inputs`)."""
-    cfg = model.cfg
-    enc, text = cfg.encoder, cfg.text
+    enc, text = model.cfg.encoder, model.cfg.text
     batch = {}
     for key in model.inputs:
         if key == "tokens":  # ids below 4 are special (pad among them), so every position is in the loss
@@ -107,8 +106,8 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_steps(step, args: argparse.Namespace) -> float:
-    """Median seconds of a step after warm-up (allocator, autotuning and compilation happen there)."""
+def median_seconds(step, args: argparse.Namespace) -> float:
+    """Median time of `step` after warm-up (allocator, autotuning and compilation happen there)."""
     for _ in range(args.warmup):
         step()
     times = []
@@ -121,23 +120,29 @@ def time_steps(step, args: argparse.Namespace) -> float:
     return statistics.median(times)
 
 
-def peak_matmul_flops(args: argparse.Namespace) -> tuple[float, int]:
-    """FLOP/s of large square matmuls in the benchmarked dtype: the machine's practical ceiling for MFU."""
-    size, repeats = (8192, 20) if args.device == "cuda" else (4096, 5)
+def peak_matmul_flops(args: argparse.Namespace, rounds: int = 3) -> tuple[float, int]:
+    """FLOP/s of large square matmuls in the benchmarked dtype (small ones understate the peak).
+
+    The best of a few rounds, each the mean over several matmuls: a busy neighbour can only slow a round down.
+    """
+    size, repeats = (8192, 20) if args.device == "cuda" else (4096, 3)
     kind = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     a, b = (torch.randn(size, size, device=args.device, dtype=kind) for _ in range(2))
     for _ in range(3):
         a @ b
-    sync(args.device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    sync(args.device)
-    return 2 * size**3 * repeats / (time.perf_counter() - start), size
+    best = 0.0
+    for _ in range(rounds):
+        sync(args.device)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        sync(args.device)
+        best = max(best, 2 * size**3 * repeats / (time.perf_counter() - start))
+    return best, size
 
 
 def memory_mark(device: str) -> float:
-    """MiB in use now (CUDA, after resetting its peak) or the process peak RSS so far (CPU, which only grows)."""
+    """MiB allocated now (CUDA, whose peak is reset here) or the process peak RSS so far (CPU: only grows)."""
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
         return torch.cuda.memory_allocated() / 2**20
@@ -154,16 +159,16 @@ def peak_rss_mib() -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
 
 
-def count_flops(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> int:
-    """Model FLOPs of one fp32 forward+backward; the math SDPA backend turns attention into counted bmm's
-    (FlopCounterMode has no formula for the fused CPU attention kernel)."""
+def count_flops(model: Objective, batch: dict[str, torch.Tensor]) -> int:
+    """Model FLOPs of one fp32 forward+backward. The math SDPA backend spells attention as bmm's, which are
+    counted; FlopCounterMode has no formula for the fused CPU attention kernel."""
     with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         model(batch)["loss"].backward()
     model.zero_grad(set_to_none=True)
     return counter.get_total_flops()
 
 
-def train_step(model, optimizer, batch, args: argparse.Namespace) -> None:
+def train_step(model, optimizer: torch.optim.Optimizer, batch, args: argparse.Namespace) -> None:
     with autocast(args):
         loss = model(batch)["loss"]
     loss.backward()
@@ -179,33 +184,32 @@ def measure_step(name: str, objective: str, args: argparse.Namespace, peak_flops
     batch = make_batch(model, size, args.device)
     optimizer = build_optimizer(model, lr=1.5e-4)
     runner = torch.compile(model) if args.compile else model
-    seconds = time_steps(lambda: train_step(runner, optimizer, batch, args), args)
+    seconds = median_seconds(lambda: train_step(runner, optimizer, batch, args), args)
     peak, growth = memory_peak(args.device, mark)
-    flops = count_flops(model, batch)  # after timing, so its fp32 math attention does not set the peak
-    ref = REFERENCES.get(name)
+    flops = count_flops(model, batch)  # after timing, so its fp32 math attention cannot set the memory peak
+    ref = REFERENCES[name].images_per_s if name in REFERENCES else None
     return Row(objective, name, size, seconds * 1e3, size / seconds, peak, growth, flops,
-               flops / seconds / peak_flops, ref.images_per_s if ref else None)  # fmt: skip
-
-
-def encoder_ms_per_image(encoder, images: torch.Tensor, mask_ratio: float, args: argparse.Namespace) -> float:
-    def step():
-        with autocast(args):
-            latent = encoder(images, mask_ratio).latent
-        latent.float().pow(2).mean().backward()
-        encoder.zero_grad(set_to_none=True)
-
-    return time_steps(step, args) * 1e3 / images.shape[0]
+               flops / seconds / peak_flops, ref)  # fmt: skip
 
 
 def measure_encoder_speedup(name: str, args: argparse.Namespace) -> dict:
-    """Encoder forward+backward per image with all patches vs MAE's 25%: the saving masking is meant to buy."""
+    """Encoder forward+backward per image on all patches vs on MAE's visible 25%: the saving masking buys."""
     torch.manual_seed(0)
     model = build_model(model_config(name, "mae")).to(args.device)
     encoder = torch.compile(model.encoder) if args.compile else model.encoder
     size = batch_size(name, args)
     images = make_batch(model, size, args.device)["image"]
-    full = encoder_ms_per_image(encoder, images, 0.0, args)
-    masked = encoder_ms_per_image(encoder, images, MASK_RATIO, args)
+
+    def ms_per_image(mask_ratio: float) -> float:
+        def step():
+            with autocast(args):
+                latent = encoder(images, mask_ratio).latent
+            latent.float().pow(2).mean().backward()
+            model.zero_grad(set_to_none=True)
+
+        return median_seconds(step, args) * 1e3 / size
+
+    full, masked = ms_per_image(0.0), ms_per_image(MASK_RATIO)
     return {"preset": name, "batch": size, "ms_per_image_full": full, "ms_per_image_masked": masked,
             "speedup": full / masked}  # fmt: skip
 
@@ -215,39 +219,45 @@ def mug_over_mae(rows: list[Row]) -> dict[str, float]:
     return {p: ms["mug", p] / ms["mae", p] for o, p in ms if o == "mae" and ("mug", p) in ms}
 
 
-def si(value: float, unit: str) -> str:
+def si(value: float) -> str:
     for prefix, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6)):
         if value >= scale:
-            return f"{value / scale:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}"
+            return f"{value / scale:.3g} {prefix}"
+    return f"{value:.3g} "
 
 
-def table(headers: list[str], lines: list[list[str]], markdown: bool) -> str:
-    widths = [max(len(x) for x in column) for column in zip(headers, *lines)]
-    sep = " | " if markdown else "  "
-    edge = ("| ", " |") if markdown else ("", "")
-    fmt = [edge[0] + sep.join(c.rjust(w) for c, w in zip(line, widths)) + edge[1] for line in [headers, *lines]]
+def table(header: str, lines: list[str], markdown: bool) -> str:
+    """Right-aligned columns from '|'-separated cells; Markdown adds the pipes and the alignment row."""
+    cells = [line.split("|") for line in [header, *lines]]
+    widths = [max(len(c) for c in column) for column in zip(*cells, strict=True)]
+    sep, left, right = (" | ", "| ", " |") if markdown else ("  ", "", "")
+    out = [left + sep.join(c.rjust(w) for c, w in zip(line, widths, strict=True)) + right for line in cells]
     if markdown:
-        fmt.insert(1, "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|")
-    return "\n".join(fmt)
+        out.insert(1, "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|")
+    return "\n".join(out)
 
 
-def report(rows: list[Row], speedups: list[dict], ratios: dict[str, float], args) -> str:
-    mem = "peak MiB (+row)" if args.device == "cuda" else "peak RSS MiB (+row)"
-    headers = ["objective", "preset", "batch", "ms/step", "img/s", "ref img/s", mem, "FLOP/step", "FLOP/s", "MFU"]
-    lines = [[r.objective, r.preset, str(r.batch), f"{r.ms_per_step:.1f}", f"{r.images_per_s:.1f}",
-              f"{r.reference_images_per_s:.0f}" if r.reference_images_per_s else "-",
-              f"{r.peak_mem_mib:.0f} (+{r.mem_growth_mib:.0f})", si(r.flops_per_step, "FLOP"),
-              si(r.flops_per_step / r.ms_per_step * 1e3, "FLOP/s"), f"{r.mfu:.1%}"] for r in rows]  # fmt: skip
-    parts = [table(headers, lines, args.markdown)]
+def report(rows: list[Row], speedups: list[dict], ratios: dict[str, float], args: argparse.Namespace) -> str:
+    memory = "peak MiB (+row)" if args.device == "cuda" else "process peak RSS MiB (+row)"
+    header = f"objective|preset|batch|ms/step|img/s|ref img/s|{memory}|FLOP/step|FLOP/s|MFU"
+    lines = [
+        f"{r.objective}|{r.preset}|{r.batch}|{r.ms_per_step:.1f}|{r.images_per_s:.1f}|"
+        f"{r.reference_images_per_s or '-'}|{r.peak_mem_mib:.0f} (+{r.mem_growth_mib:.0f})|"
+        f"{si(r.flops_per_step)}FLOP|{si(r.flops_per_step / r.ms_per_step * 1e3)}FLOP/s|{r.mfu:.1%}"
+        for r in rows
+    ]
+    parts = [table(header, lines, args.markdown)]
     if ratios:
-        lines = [[p, f"{v:.2f}"] for p, v in ratios.items()]
-        parts.append(table(["preset", "MUG/MAE step time (goal <= 1.35 at base)"], lines, args.markdown))
+        lines = [f"{p}|{v:.2f}" for p, v in ratios.items()]
+        parts.append(table("preset|MUG/MAE step time (goal <= 1.35 at base)", lines, args.markdown))
     if speedups:
-        lines = [[s["preset"], str(s["batch"]), f"{s['ms_per_image_full']:.2f}", f"{s['ms_per_image_masked']:.2f}",
-                  f"{s['speedup']:.2f}x"] for s in speedups]  # fmt: skip
-        headers = ["preset", "batch", "enc ms/img mask 0", f"enc ms/img mask {MASK_RATIO}", "speed-up (goal >= 2.5x)"]
-        parts.append(table(headers, lines, args.markdown))
+        header = f"preset|batch|encoder ms/img, mask 0|mask {MASK_RATIO}|speed-up (goal >= 2.5x)"
+        lines = [
+            f"{s['preset']}|{s['batch']}|{s['ms_per_image_full']:.2f}|{s['ms_per_image_masked']:.2f}|"
+            f"{s['speedup']:.2f}x"
+            for s in speedups
+        ]
+        parts.append(table(header, lines, args.markdown))
     return "\n\n".join(parts)
 
 
@@ -265,37 +275,51 @@ def parse_list(value: str, known: list[str], what: str, parser: argparse.Argumen
     names = [v.strip() for v in value.split(",") if v.strip()]
     unknown = [n for n in names if n not in known]
     if unknown or not names:
-        parser.error(f"unknown {what} {', '.join(unknown) or '(none given)'}; choose from {', '.join(known)}")
+        parser.error(f"unknown {what} '{','.join(unknown)}'; choose from {', '.join(known)}")
     return names
+
+
+def reference_help() -> str:
+    lines = [
+        "default batch: tiny 64, small 16, base 64 on CUDA and 8 on CPU.",
+        "ref-* are MAE's original models, run with the mae objective; their fp32 images/s on 2 CPU cores:",
+    ]
+    for name, (_, batch, speed, overrides) in REFERENCES.items():
+        enc, dec = overrides["encoder"], overrides["pixel_decoder"]
+        lines.append(
+            f"  {name}: {enc['img_size']} px, patch {enc['patch_size']}, encoder {enc['width']}x"
+            f"{enc['depth']}, pixel decoder {dec['width']}x{dec['depth']}, batch {batch}: {speed:g}"
+        )
+    return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     presets = preset_names() + list(REFERENCES)
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--objectives", default=",".join(OBJECTIVES), help="comma-separated (default: %(default)s)")
-    parser.add_argument("--presets", default="tiny,small", help=f"comma-separated from {', '.join(presets)}; "
-                        "the ref-* configurations are MAE's original models and run the mae objective only "
-                        "(default: %(default)s)")  # fmt: skip
-    parser.add_argument("--batch", type=int, help="images per step for every row (default: tiny 64, small 16, "
-                        "base 64 on CUDA / 8 on CPU, ref-64 64, ref-vits 16)")  # fmt: skip
-    parser.add_argument("--steps", type=int, default=20, help="timed steps, median reported (default: %(default)s)")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (default: %(default)s)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", choices=("fp32", "bf16"), help="bf16 = autocast around forward and loss "
-                        "(default: bf16 on CUDA, fp32 on CPU)")  # fmt: skip
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model (warm-up absorbs it)")
-    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
-    parser.add_argument("--json", metavar="PATH", help="also write every row and comparison as JSON to PATH")
-    parser.add_argument("--markdown", action="store_true", help="print Markdown tables for docs/benchmarks.md")
+    cuda = torch.cuda.is_available()
+    parser = argparse.ArgumentParser(
+        description=__doc__, epilog=reference_help(), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add = parser.add_argument
+    add("--objectives", default=",".join(OBJECTIVES), help="comma-separated (default: %(default)s)")
+    add("--presets", default="tiny,small", help=f"comma-separated, from {', '.join(presets)} (default: %(default)s)")
+    add("--batch", type=int, help="images per step for every row (default: per preset, see below)")
+    add("--steps", type=int, default=20, help="timed steps; the median is reported (default: %(default)s)")
+    add("--warmup", type=int, default=5, help="untimed steps before them (default: %(default)s)")
+    add("--device", choices=("cpu", "cuda"), default="cuda" if cuda else "cpu", help="(default: %(default)s)")
+    add("--dtype", choices=("fp32", "bf16"), help="bf16 autocasts forward and loss (default: bf16 on CUDA only)")
+    add("--compile", action="store_true", help="torch.compile the model (the warm-up absorbs compilation)")
+    add("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    add("--json", metavar="PATH", help="also write the settings, rows and comparisons as JSON")
+    add("--markdown", action="store_true", help="print Markdown tables, ready for docs/benchmarks.md")
     args = parser.parse_args(argv)
     args.objectives = parse_list(args.objectives, list(OBJECTIVES), "objective", parser)
     args.presets = parse_list(args.presets, presets, "preset", parser)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda was asked for but torch sees no CUDA device")
-    if any(p in REFERENCES for p in args.presets) and "mae" not in args.objectives:
+    if args.device == "cuda" and not cuda:
+        parser.error("--device cuda was asked for, but torch sees no CUDA device")
+    if "mae" not in args.objectives and any(p in REFERENCES for p in args.presets):
         parser.error("the ref-* configurations measure MAE only; add mae to --objectives")
     if args.steps < 1 or args.warmup < 0 or (args.batch is not None and args.batch < 1):
-        parser.error("--steps and --batch must be >= 1 and --warmup >= 0")
+        parser.error("--steps and --batch must be >= 1, --warmup >= 0")
     args.dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
     return args
 
@@ -305,9 +329,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     peak, size = peak_matmul_flops(args)
-    print(f"{device_name(args.device)}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"{args.dtype}, compile {'on' if args.compile else 'off'}; "
-          f"peak matmul ({size}x{size} {args.dtype}): {si(peak, 'FLOP/s')}\n", flush=True)  # fmt: skip
+    meta = {"device": device_name(args.device), "threads": torch.get_num_threads(), "torch": torch.__version__}
+    meta |= {"dtype": args.dtype, "compile": args.compile, "peak_matmul_flops": peak}
+    settings = ", ".join(f"{k} {v}" for k, v in meta.items() if k != "peak_matmul_flops")
+    print(f"{settings}; peak matmul ({size}x{size}): {si(peak)}FLOP/s\n")
     rows = []
     for name in args.presets:
         for objective in ["mae"] if name in REFERENCES else args.objectives:
@@ -321,10 +346,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"measuring the masked encoder speed-up on {name} ...", file=sys.stderr, flush=True)
         speedups.append(measure_encoder_speedup(name, args))
     ratios = mug_over_mae(rows)
-    print(report(rows, speedups, ratios, args))
+    print(report(rows, speedups, ratios, args), flush=True)
     if args.json:
-        meta = {"device": device_name(args.device), "threads": torch.get_num_threads(), "torch": torch.__version__,
-                "dtype": args.dtype, "compile": args.compile, "peak_matmul_flops": peak}  # fmt: skip
         out = {**meta, "rows": [asdict(r) for r in rows], "mug_over_mae": ratios, "encoder_speedup": speedups}
         with open(args.json, "w") as file:
             json.dump(out, file, indent=2)

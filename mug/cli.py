@@ -15,7 +15,11 @@ def _caption(args: argparse.Namespace) -> None:
     from mug.generation import GenerationConfig
 
     generation = GenerationConfig(
-        max_len=args.max_len, strategy=args.strategy, num_beams=args.beams, top_k=args.top_k, top_p=args.top_p,
+        max_len=args.max_len,
+        strategy=args.strategy,
+        num_beams=args.beams,
+        top_k=args.top_k,
+        top_p=args.top_p,
         temperature=args.temperature,
     )
     result = caption_file(args.checkpoint, args.image, args.prefix, args.mask_ratio, generation, args.strip)

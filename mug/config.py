@@ -120,9 +120,7 @@ class ModelConfig:
             raise ConfigError(f"objective.mask_ratio must be in [0, 1), got {obj.mask_ratio}")
         visible = int(enc.num_patches * (1 - obj.mask_ratio))
         if obj.name in ("mae", "mug") and visible < 1:
-            raise ConfigError(
-                f"objective.mask_ratio {obj.mask_ratio} leaves no visible patch of {enc.num_patches}"
-            )
+            raise ConfigError(f"objective.mask_ratio {obj.mask_ratio} leaves no visible patch of {enc.num_patches}")
         if obj.w_rec < 0 or obj.w_cap < 0:
             raise ConfigError(f"objective.w_rec and objective.w_cap must be >= 0, got {obj.w_rec}, {obj.w_cap}")
         if obj.name == "mug" and obj.w_rec + obj.w_cap == 0:

@@ -127,4 +127,9 @@ def build_demo_checkpoint(out: str | Path, pairs: int = 8, steps: int = 300, see
     for i, (img, caption) in enumerate(samples):
         img.save(out / "images" / f"{i}.png")
         (out / "images" / f"{i}.txt").write_text(caption + "\n")
-    return save_checkpoint(out / "checkpoint", model, tokenizer, {"demo": True, "steps": steps, "initial_losses": history[0], "final_losses": history[-1]})
+    return save_checkpoint(
+        out / "checkpoint",
+        model,
+        tokenizer,
+        {"demo": True, "steps": steps, "initial_losses": history[0], "final_losses": history[-1]},
+    )

@@ -152,8 +152,9 @@ def _beam_search(stepper, seqs, eos_id, max_total, cfg) -> list[list[int]]:
         scores = torch.tensor(next_scores, device=device)
         stepper.select(index)
         new = 1
-        if all(_beam_done(done[i], scores[i * beams : (i + 1) * beams], beams, norm, seqs.shape[1] - 1)
-               for i in range(n)):
+        if all(
+            _beam_done(done[i], scores[i * beams : (i + 1) * beams], beams, norm, seqs.shape[1] - 1) for i in range(n)
+        ):
             break
     for i in range(n):  # live beams compete with the finished ones at the end
         for k in range(beams):

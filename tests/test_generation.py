@@ -36,8 +36,11 @@ def test_cache_in_chunks_equals_full_forward(decoder_and_latent):
     memory = decoder.project_memory(latent)
     tokens = torch.randint(4, 64, (3, 12))
     cache = KVCache.empty(len(decoder.blocks))
-    chunks = [decoder(tokens[:, :5], memory, cache), decoder(tokens[:, 5:6], memory, cache),
-              decoder(tokens[:, 6:], memory, cache)]
+    chunks = [
+        decoder(tokens[:, :5], memory, cache),
+        decoder(tokens[:, 5:6], memory, cache),
+        decoder(tokens[:, 6:], memory, cache),
+    ]
     assert cache.length == 12
     assert torch.allclose(torch.cat(chunks, 1), decoder(tokens, memory), atol=1e-10)
 
@@ -54,9 +57,15 @@ def test_cached_generation_equals_full_recomputation(decoder_and_latent, strateg
 def test_cached_sampling_equals_full_recomputation_for_the_same_seed(decoder_and_latent):
     decoder, latent = decoder_and_latent
     runs = [
-        generate(decoder, latent, [2, 7], EOS, SPECIAL,
-                 GenerationConfig(strategy="topk", top_k=10, top_p=0.9, max_len=12, use_cache=use_cache),
-                 generator=torch.Generator().manual_seed(3))
+        generate(
+            decoder,
+            latent,
+            [2, 7],
+            EOS,
+            SPECIAL,
+            GenerationConfig(strategy="topk", top_k=10, top_p=0.9, max_len=12, use_cache=use_cache),
+            generator=torch.Generator().manual_seed(3),
+        )
         for use_cache in (True, False)
     ]
     assert runs[0] == runs[1]

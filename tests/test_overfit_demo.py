@@ -31,7 +31,10 @@ def test_demo_reproduces_training_captions(demo_dir, strategy):
     hits = 0
     for i in range(8):
         result = caption_file(
-            demo_dir / "checkpoint", demo_dir / "images" / f"{i}.png", "a photo of a", 0.75,
+            demo_dir / "checkpoint",
+            demo_dir / "images" / f"{i}.png",
+            "a photo of a",
+            0.75,
             GenerationConfig(strategy=strategy),
         )
         hits += result.caption == (demo_dir / "images" / f"{i}.txt").read_text().strip()
@@ -55,7 +58,8 @@ def test_bad_image_is_one_line_and_exit_code_2(demo_dir, tmp_path, image, messag
     (tmp_path / "notes.txt").write_text("not an image")
     proc = subprocess.run(
         [sys.executable, "-m", "mug.cli", "caption", str(demo_dir / "checkpoint"), str(tmp_path / image)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
