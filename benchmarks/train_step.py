@@ -69,6 +69,15 @@ class Row:
     reference_images_per_s: float | None
 
 
+@dataclass
+class Speedup:
+    preset: str
+    batch: int
+    ms_per_image_full: float  # encoder forward+backward on all patches
+    ms_per_image_masked: float  # on the patches MASK_RATIO leaves
+    speedup: float
+
+
 def model_config(name: str, objective: str) -> ModelConfig:
     preset, _, _, overrides = REFERENCES.get(name, (name, 0, 0.0, {}))
     return build_config(preset, overrides={**overrides, "objective": {"name": objective}})
@@ -141,20 +150,12 @@ def peak_matmul_flops(args: argparse.Namespace, rounds: int = 3) -> tuple[float,
     return best, size
 
 
-def memory_mark(device: str) -> float:
-    """MiB allocated now (CUDA, whose peak is reset here) or the process peak RSS so far (CPU: only grows)."""
+def peak_memory_mib(device: str, reset: bool = False) -> float:
+    """CUDA: peak allocated since the last reset; CPU: the process peak RSS (ru_maxrss), which only grows."""
     if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        return torch.cuda.memory_allocated() / 2**20
-    return peak_rss_mib()
-
-
-def memory_peak(device: str, mark: float) -> tuple[float, float]:
-    peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else peak_rss_mib()
-    return peak, peak - mark
-
-
-def peak_rss_mib() -> float:
+        if reset:
+            torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.max_memory_allocated() / 2**20
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
 
@@ -178,21 +179,21 @@ def train_step(model, optimizer: torch.optim.Optimizer, batch, args: argparse.Na
 
 def measure_step(name: str, objective: str, args: argparse.Namespace, peak_flops: float) -> Row:
     torch.manual_seed(0)
-    mark = memory_mark(args.device)
+    mark = peak_memory_mib(args.device, reset=True)
     model = build_model(model_config(name, objective)).to(args.device)
     size = batch_size(name, args)
     batch = make_batch(model, size, args.device)
     optimizer = build_optimizer(model, lr=1.5e-4)
     runner = torch.compile(model) if args.compile else model
     seconds = median_seconds(lambda: train_step(runner, optimizer, batch, args), args)
-    peak, growth = memory_peak(args.device, mark)
+    peak = peak_memory_mib(args.device)
     flops = count_flops(model, batch)  # after timing, so its fp32 math attention cannot set the memory peak
     ref = REFERENCES[name].images_per_s if name in REFERENCES else None
-    return Row(objective, name, size, seconds * 1e3, size / seconds, peak, growth, flops,
-               flops / seconds / peak_flops, ref)  # fmt: skip
+    mfu = flops / seconds / peak_flops
+    return Row(objective, name, size, seconds * 1e3, size / seconds, peak, peak - mark, flops, mfu, ref)
 
 
-def measure_encoder_speedup(name: str, args: argparse.Namespace) -> dict:
+def measure_encoder_speedup(name: str, args: argparse.Namespace) -> Speedup:
     """Encoder forward+backward per image on all patches vs on MAE's visible 25%: the saving masking buys."""
     torch.manual_seed(0)
     model = build_model(model_config(name, "mae")).to(args.device)
@@ -210,8 +211,7 @@ def measure_encoder_speedup(name: str, args: argparse.Namespace) -> dict:
         return median_seconds(step, args) * 1e3 / size
 
     full, masked = ms_per_image(0.0), ms_per_image(MASK_RATIO)
-    return {"preset": name, "batch": size, "ms_per_image_full": full, "ms_per_image_masked": masked,
-            "speedup": full / masked}  # fmt: skip
+    return Speedup(name, size, full, masked, full / masked)
 
 
 def mug_over_mae(rows: list[Row]) -> dict[str, float]:
@@ -237,7 +237,7 @@ def table(header: str, lines: list[str], markdown: bool) -> str:
     return "\n".join(out)
 
 
-def report(rows: list[Row], speedups: list[dict], ratios: dict[str, float], args: argparse.Namespace) -> str:
+def report(rows: list[Row], speedups: list[Speedup], ratios: dict[str, float], args: argparse.Namespace) -> str:
     memory = "peak MiB (+row)" if args.device == "cuda" else "process peak RSS MiB (+row)"
     header = f"objective|preset|batch|ms/step|img/s|ref img/s|{memory}|FLOP/step|FLOP/s|MFU"
     lines = [
@@ -253,8 +253,7 @@ def report(rows: list[Row], speedups: list[dict], ratios: dict[str, float], args
     if speedups:
         header = f"preset|batch|encoder ms/img, mask 0|mask {MASK_RATIO}|speed-up (goal >= 2.5x)"
         lines = [
-            f"{s['preset']}|{s['batch']}|{s['ms_per_image_full']:.2f}|{s['ms_per_image_masked']:.2f}|"
-            f"{s['speedup']:.2f}x"
+            f"{s.preset}|{s.batch}|{s.ms_per_image_full:.2f}|{s.ms_per_image_masked:.2f}|{s.speedup:.2f}x"
             for s in speedups
         ]
         parts.append(table(header, lines, args.markdown))
@@ -281,7 +280,7 @@ def parse_list(value: str, known: list[str], what: str, parser: argparse.Argumen
 
 def reference_help() -> str:
     lines = [
-        "default batch: tiny 64, small 16, base 64 on CUDA and 8 on CPU.",
+        "default batch on CUDA/CPU: " + ", ".join(f"{n} {gpu}/{cpu}" for n, (gpu, cpu) in DEFAULT_BATCH.items()),
         "ref-* are MAE's original models, run with the mae objective; their fp32 images/s on 2 CPU cores:",
     ]
     for name, (_, batch, speed, overrides) in REFERENCES.items():
@@ -331,8 +330,12 @@ def main(argv: list[str] | None = None) -> None:
     peak, size = peak_matmul_flops(args)
     meta = {"device": device_name(args.device), "threads": torch.get_num_threads(), "torch": torch.__version__}
     meta |= {"dtype": args.dtype, "compile": args.compile, "peak_matmul_flops": peak}
-    settings = ", ".join(f"{k} {v}" for k, v in meta.items() if k != "peak_matmul_flops")
-    print(f"{settings}; peak matmul ({size}x{size}): {si(peak)}FLOP/s\n")
+    compiled = "compiled" if args.compile else "eager"
+    print(
+        f"{meta['device']}, {meta['threads']} threads, torch {meta['torch']}, {args.dtype}, {compiled}; "
+        f"peak matmul ({size}x{size} {args.dtype}): {si(peak)}FLOP/s\n",
+        flush=True,
+    )
     rows = []
     for name in args.presets:
         for objective in ["mae"] if name in REFERENCES else args.objectives:
@@ -348,7 +351,12 @@ def main(argv: list[str] | None = None) -> None:
     ratios = mug_over_mae(rows)
     print(report(rows, speedups, ratios, args), flush=True)
     if args.json:
-        out = {**meta, "rows": [asdict(r) for r in rows], "mug_over_mae": ratios, "encoder_speedup": speedups}
+        out = {
+            **meta,
+            "rows": [asdict(r) for r in rows],
+            "mug_over_mae": ratios,
+            "encoder_speedup": [asdict(s) for s in speedups],
+        }
         with open(args.json, "w") as file:
             json.dump(out, file, indent=2)
 

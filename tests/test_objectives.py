@@ -112,3 +112,14 @@ def test_base_encoder_keys_match_timm_vit_b16():
     ours = MaskedViTEncoder(build_config("base").encoder).state_dict()
     vit = timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=0)
     vit.load_state_dict(ours, strict=True)
+
+
+def test_caption_loss_equals_cross_entropy_over_all_logits_ignoring_pads():
+    cfg, decoder, memory = _decoder_and_memory()
+    tokens = torch.randint(4, cfg.text.vocab_size, (2, 10))
+    tokens[0, 6:] = cfg.text.pad_id
+    logits = decoder(tokens[:, :-1], memory)
+    reference = torch.nn.functional.cross_entropy(
+        logits.flatten(0, 1), tokens[:, 1:].flatten(), ignore_index=cfg.text.pad_id
+    )
+    assert torch.allclose(decoder.caption_loss(tokens, memory), reference, atol=1e-6)

@@ -18,7 +18,7 @@ from torch import nn
 from mug.config import ModelConfig
 from mug.models.encoder import MaskedViTEncoder, pool
 from mug.models.pixel_decoder import PixelDecoder, masked_patch_mse
-from mug.models.text import TextTransformer, caption_loss
+from mug.models.text import TextTransformer
 
 _REGISTRY: dict[str, Callable[[ModelConfig], Objective]] = {}
 
@@ -80,10 +80,8 @@ class MaskedGenerative(Objective):
             )
             total = total + self.w_rec * losses["loss_rec"]
         if self.caption_decoder is not None:
-            tokens = batch["tokens"]
             memory = self.caption_decoder.project_memory(enc.latent)
-            logits = self.caption_decoder(tokens[:, :-1], memory)
-            losses["loss_cap"] = caption_loss(logits, tokens[:, 1:], self.cfg.text.pad_id)
+            losses["loss_cap"] = self.caption_decoder.caption_loss(batch["tokens"], memory)
             total = total + self.w_cap * losses["loss_cap"]
         losses["loss"] = total
         return losses

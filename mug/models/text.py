@@ -163,6 +163,14 @@ class TextTransformer(nn.Module):
         """Next-token logits [N, T, V] (caption decoder)."""
         return self.head(self.features(tokens, memory, cache))
 
+    def caption_loss(self, tokens: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        """Next-token cross-entropy of `tokens` [N, T] averaged over real (non-pad) targets. The vocabulary
+        head runs on those positions only: most of a short web caption's context is padding."""
+        hidden = self.features(tokens[:, :-1], memory)  # [N, T-1, D]
+        targets = tokens[:, 1:]
+        real = targets != self.cfg.pad_id
+        return F.cross_entropy(self.head(hidden[real]).float(), targets[real])  # head on [R, D] only
+
     def pooled(self, tokens: torch.Tensor) -> torch.Tensor:
         """Feature of the last real (non-pad) token, the EOS: the whole caption seen causally (CLIP)."""
         x = self.features(tokens)
@@ -171,8 +179,3 @@ class TextTransformer(nn.Module):
 
     def no_weight_decay(self) -> set[str]:
         return {"pos_embed"}
-
-
-def caption_loss(logits: torch.Tensor, targets: torch.Tensor, pad_id: int) -> torch.Tensor:
-    """Next-token cross-entropy averaged over real (non-pad) target tokens."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=pad_id)
