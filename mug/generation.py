@@ -143,7 +143,9 @@ def _beam_search(stepper, seqs, eos_id, max_total, cfg) -> list[list[int]]:
                         hyp = seqs[row, 1:].tolist()
                         done[i].append((norm(score, len(hyp)), hyp))
                     continue
-                next_rows.append(row), next_tokens.append(token), next_scores.append(score)
+                next_rows.append(row)
+                next_tokens.append(token)
+                next_scores.append(score)
                 kept += 1
                 if kept == beams:
                     break
