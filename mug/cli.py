@@ -29,11 +29,16 @@ def _caption(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
+    from mug.checkpoint import read_config
     from mug.demo import build_demo_checkpoint, caption_file
     from mug.generation import GenerationConfig
 
     out = Path(args.out)
     checkpoint = build_demo_checkpoint(out, pairs=args.pairs, steps=args.steps, seed=args.seed)
+    meta = read_config(checkpoint)[1]
+    first, last = meta["initial_losses"], meta["final_losses"]
+    falls = ", ".join(f"{k} {first[k]:.3f} -> {last[k]:.3f}" for k in ("loss_rec", "loss_cap"))
+    print(f"trained a tiny MUG on {args.pairs} synthetic pairs for {args.steps} steps: {falls}")
     print(f"checkpoint: {checkpoint}")
     for i in range(min(args.pairs, 3)):
         image = out / "images" / f"{i}.png"
@@ -41,6 +46,7 @@ def _demo(args: argparse.Namespace) -> None:
         result = caption_file(checkpoint, image, "a photo of a", 0.75, GenerationConfig(), strip)
         truth = (out / "images" / f"{i}.txt").read_text().strip()
         print(f"{image}\n  caption:   {result.caption}\n  reference: {truth}\n  strip:     {strip}")
+    print(f"try: mug caption {checkpoint} {out / 'images' / '3.png'} --strategy beam --strip strip.png")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", default="runs/demo", help="output directory (default: %(default)s)")
     demo.add_argument("--pairs", type=int, default=8, help="number of synthetic image-caption pairs")
-    demo.add_argument("--steps", type=int, default=300, help="training steps on that one batch")
+    demo.add_argument("--steps", type=int, default=500, help="training steps on that one batch")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)
     return parser

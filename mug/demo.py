@@ -108,7 +108,7 @@ def caption_file(
     return result
 
 
-def build_demo_checkpoint(out: str | Path, pairs: int = 8, steps: int = 300, seed: int = 0) -> Path:
+def build_demo_checkpoint(out: str | Path, pairs: int = 8, steps: int = 500, seed: int = 0) -> Path:
     """Overfit a tiny MUG on a few synthetic pairs and save it with its images: a checkpoint to demo with
     before any real training has run. Returns the checkpoint directory; the images are under out/images."""
     out = Path(out)
