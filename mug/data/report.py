@@ -1,0 +1,170 @@
+"""The gate's report: validation.json for machines, validation.html (one standalone page) for people.
+
+The page has a pass/fail banner, the checks coloured by outcome with a few offending samples each, and small
+inline SVG histograms (no plotting library) with the thresholds drawn on them.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mug.data.validate import RULES, format_number
+
+if TYPE_CHECKING:
+    from mug.data.validate import Check, GateResult
+
+BINS = 30
+_WIDTH, _HEIGHT, _AXIS = 320, 110, 16
+_STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+.banner { padding: 0.8em 1em; border-radius: 6px; font-size: 1.3em; font-weight: 600; color: #fff; }
+.banner.passed { background: #2e7d32; } .banner.failed { background: #c62828; }
+table { border-collapse: collapse; width: 100%; margin: 0.5em 0 1.5em; }
+th, td { text-align: left; padding: 0.35em 0.6em; border-bottom: 1px solid #ddd; vertical-align: top; }
+tr.passed td.status { background: #c8e6c9; } tr.failed td.status { background: #ffcdd2; }
+tr.failed { background: #fff3f3; } tr.skipped { color: #777; }
+td.status { font-weight: 600; } .num { font-variant-numeric: tabular-nums; }
+.examples { font-size: 0.85em; color: #555; margin: 0.3em 0 0; padding-left: 1.2em; }
+.hists { display: flex; flex-wrap: wrap; gap: 1.5em; } figure { margin: 0; }
+figcaption { font-weight: 600; margin-bottom: 0.2em; } .meta { color: #555; }
+code { font-size: 0.9em; }
+"""
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder and os.replace, so a reader never sees half a report."""
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}", delete=False) as f:
+        f.write(text)
+    os.replace(f.name, path)
+
+
+def _bounds(check: Check) -> str:
+    parts = [f"{key} {value:g}" for key, value in check.threshold.items()]
+    return ", ".join(parts)
+
+
+def _check_rows(check: Check) -> str:
+    note = f"<br><small>{html.escape(check.note)}</small>" if check.note else ""
+    examples = ""
+    if check.examples:
+        items = "".join(
+            f"<li><code>{html.escape(e['shard'])} / {html.escape(e['key'])}</code>: "
+            f"{html.escape(e['value'][:200])}</li>"
+            for e in check.examples
+        )
+        examples = f'<ul class="examples">{items}</ul>'
+    if check.observed is None:
+        observed = "&mdash;"
+    elif RULES[check.name].kind == "values":
+        observed = f"{check.observed:.1%} in range"
+    else:
+        observed = format_number(check.observed)
+    return (
+        f'<tr class="{check.status}"><td><b>{html.escape(check.name)}</b>{examples}</td>'
+        f'<td class="num">{observed}</td><td class="num">{html.escape(_bounds(check))}</td>'
+        f"<td><code>{html.escape(check.expectation)}</code>{note}</td>"
+        f'<td class="status">{check.status}</td></tr>'
+    )
+
+
+def histogram_svg(title: str, values: np.ndarray, marks: dict[str, float] | None = None) -> str:
+    """A small SVG histogram of the finite values, with dashed lines at the `marks` (label: value) in range."""
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return f"<figure><figcaption>{html.escape(title)}</figcaption><p>no values</p></figure>"
+    lo, hi = float(values.min()), float(values.max())
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    counts, edges = np.histogram(values, bins=BINS, range=(lo, hi))
+    peak, bar = int(counts.max()), _WIDTH / BINS
+    plot = _HEIGHT - _AXIS
+    parts = [f'<svg width="{_WIDTH}" height="{_HEIGHT}" viewBox="0 0 {_WIDTH} {_HEIGHT}" role="img">']
+    for i, count in enumerate(counts):
+        h = plot * count / peak
+        parts.append(
+            f'<rect x="{i * bar:.1f}" y="{plot - h:.1f}" width="{bar - 1:.1f}" height="{h:.1f}" fill="#5c7cfa">'
+            f"<title>{edges[i]:.4g} to {edges[i + 1]:.4g}: {count}</title></rect>"
+        )
+    for label, value in (marks or {}).items():
+        if lo <= value <= hi:
+            x = _WIDTH * (value - lo) / (hi - lo)
+            parts.append(
+                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="0" y2="{plot}" stroke="#c62828" stroke-dasharray="4 3"/>'
+                f'<text x="{min(x + 3, _WIDTH - 40):.1f}" y="10" font-size="10" fill="#c62828">'
+                f"{html.escape(label)} {value:g}</text>"
+            )
+    parts.append(
+        f'<line x1="0" x2="{_WIDTH}" y1="{plot}" y2="{plot}" stroke="#999"/>'
+        f'<text x="0" y="{_HEIGHT - 3}" font-size="10">{lo:.4g}</text>'
+        f'<text x="{_WIDTH}" y="{_HEIGHT - 3}" font-size="10" text-anchor="end">{hi:.4g}</text>'
+        f'<text x="{_WIDTH / 2}" y="{_HEIGHT - 3}" font-size="10" text-anchor="middle">peak {peak}</text></svg>'
+    )
+    return f"<figure><figcaption>{html.escape(title)}</figcaption>{''.join(parts)}</figure>"
+
+
+def _histograms(result: GateResult) -> str:
+    table = result.table
+    limits = {check.name: check.threshold for check in result.checks}
+    series = [
+        ("caption length (characters)", "caption_chars", "caption_chars"),
+        ("caption length (tokens)", "caption_tokens", "caption_tokens"),
+        ("image min side (px)", "min_side", "min_side"),
+        ("image aspect ratio (width / height)", "aspect_ratio", None),
+    ]
+    figures = []
+    for title, column, check in series:
+        if column in table.columns:
+            values = table[column].to_numpy(dtype="float64", na_value=np.nan)
+            figures.append(histogram_svg(title, values, limits.get(check)))
+    return f'<div class="hists">{"".join(figures)}</div>'
+
+
+def render_html(result: GateResult) -> str:
+    status = "passed" if result.passed else "failed"
+    ran = [check for check in result.checks if not check.skipped]
+    failed = sum(not check.passed for check in ran)
+    headline = (
+        f"Data gate {status.upper()}: {len(ran) - failed} of {len(ran)} checks passed on "
+        f"{result.rows:,} samples from {len(result.shards)} shards"
+    )
+    timing = (
+        f"scan {result.scan_s:.1f} s ({result.samples_per_s:,.0f} samples/s, {result.workers} workers), "
+        f"great-expectations {result.validate_s:.2f} s"
+    )
+    rows = "".join(_check_rows(check) for check in result.checks)
+    bad = [shard for shard in result.shards if shard.error is not None]
+    shard_rows = "".join(
+        f"<tr><td><code>{html.escape(s.path)}</code></td><td class='num'>{s.samples}</td>"
+        f"<td>{html.escape(s.error or '')}</td></tr>"
+        for s in bad
+    )
+    shards = (
+        f"<h2>Unreadable shards ({len(bad)} of {len(result.shards)})</h2>"
+        f"<table><tr><th>shard</th><th>samples read</th><th>error</th></tr>{shard_rows}</table>"
+        if bad
+        else ""
+    )
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(headline)}</title>'
+        f"<style>{_STYLE}</style></head><body>"
+        f'<div class="banner {status}">{html.escape(headline)}</div><p class="meta">{html.escape(timing)}</p>'
+        "<h2>Checks</h2><table><tr><th>check</th><th>observed</th><th>threshold</th><th>expectation</th>"
+        f"<th>status</th></tr>{rows}</table>{shards}<h2>Distributions</h2>{_histograms(result)}</body></html>\n"
+    )
+
+
+def write_report(result: GateResult, out_dir: str | Path) -> tuple[Path, Path]:
+    """validation.json and validation.html in `out_dir` (created if missing)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, html_path = out / "validation.json", out / "validation.html"
+    _write_atomic(json_path, json.dumps(result.to_dict(), indent=2) + "\n")
+    _write_atomic(html_path, render_html(result))
+    return json_path, html_path

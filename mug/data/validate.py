@@ -1,0 +1,383 @@
+"""The data-validation gate: scan shards, check the sample table with great-expectations against thresholds.
+
+Each threshold key is one expectation in an ephemeral GX context (rates are means of boolean columns); the one
+per-shard check, unreadable shards, is counted outside GX and reported the same way. The gate passes when every
+check that could run passed; `run_gate` turns that into the exit code a pipeline step needs.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from mug.data.scan import ShardScan, scan_shards
+from mug.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MAX_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one threshold key is checked: `kind` picks the expectation, `column` its column in the GX frame,
+    `fields` the bounds a threshold may set, and `shows` the column printed for offending samples."""
+
+    kind: str  # "mean" | "min" | "values" | "rows" | "shards"
+    column: str | None
+    fields: tuple[str, ...]
+    shows: str | None = None
+
+    @property
+    def is_rate(self) -> bool:
+        return self.kind == "mean"
+
+
+RULES = {
+    "samples": Rule("rows", None, ("min", "max")),
+    "unreadable_shards": Rule("shards", None, ("max",)),
+    "decode_failure_rate": Rule("mean", "decode_failed", ("min", "max"), "decode_error"),
+    "empty_caption_rate": Rule("mean", "empty_caption", ("min", "max"), "caption"),
+    "duplicate_rate": Rule("mean", "duplicate", ("min", "max"), "sha256"),
+    "filename_caption_rate": Rule("mean", "filename_caption", ("min", "max"), "caption"),
+    "status_success_rate": Rule("mean", "status_success", ("min", "max"), "status"),
+    "min_side": Rule("min", "min_side", ("min",), "min_side"),
+    "caption_chars": Rule("values", "caption_chars", ("min", "max", "mostly"), "caption"),
+    "caption_tokens": Rule("values", "caption_tokens", ("min", "max", "mostly"), "caption"),
+}
+EXPECTATIONS = {
+    "mean": "expect_column_mean_to_be_between",
+    "min": "expect_column_min_to_be_between",
+    "values": "expect_column_values_to_be_between",
+    "rows": "expect_table_row_count_to_be_between",
+    "shards": "unreadable_shard_count (per shard, outside GX)",
+}
+
+
+def format_number(value: float | None) -> str:
+    if value is None:
+        return "nothing"
+    return str(int(value)) if float(value).is_integer() else f"{value:.4g}"
+
+
+def _check_threshold(name: str, value: Any) -> dict[str, float]:
+    rule = RULES[name]
+    allowed = ", ".join(rule.fields)
+    if not isinstance(value, dict) or not value:
+        raise UserError(f"threshold {name}: expected a mapping of {allowed}, got {value!r}")
+    unknown = sorted(set(value) - set(rule.fields))
+    if unknown:
+        raise UserError(f"threshold {name}: unknown field {', '.join(map(str, unknown))}; allowed: {allowed}")
+    for bound, number in value.items():
+        if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number):
+            raise UserError(f"threshold {name}: {bound} must be a number, got {number!r}")
+        if number < 0 or ((rule.is_rate or bound == "mostly") and number > 1):
+            raise UserError(f"threshold {name}: {bound} {number} is out of range")
+    if "min" not in value and "max" not in value:
+        raise UserError(f"threshold {name}: set min or max")
+    if value.get("min", -math.inf) > value.get("max", math.inf):
+        raise UserError(f"threshold {name}: min {value['min']} is above max {value['max']}")
+    if value.get("mostly", 1) == 0:
+        raise UserError(f"threshold {name}: mostly must be above 0")
+    return dict(value)
+
+
+def load_thresholds(
+    thresholds: str | Path | dict | None = None, min_side: int | None = None
+) -> dict[str, dict[str, float]]:
+    """The gate's thresholds: the shipped default, a YAML file or a dict, each of which is the whole gate (a key
+    left out is not checked). `min_side` overrides the min side, e.g. with the model's input size."""
+    if thresholds is None:
+        text = resources.files("mug.data").joinpath("thresholds.yaml").read_text()
+        thresholds = yaml.safe_load(text)
+    elif isinstance(thresholds, str | Path):
+        path = Path(thresholds)
+        if not path.is_file():
+            raise UserError(f"thresholds file {path} does not exist")
+        try:
+            thresholds = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise UserError(f"thresholds file {path} is not valid YAML: {err}") from err
+        if not isinstance(thresholds, dict):
+            raise UserError(f"thresholds file {path} must map check names to bounds")
+    unknown = [str(name) for name in thresholds if name not in RULES]
+    if unknown:
+        raise UserError(f"unknown threshold {', '.join(unknown)}; known: {', '.join(RULES)}")
+    checked = {name: _check_threshold(name, value) for name, value in thresholds.items()}
+    if min_side is not None:
+        checked["min_side"] = _check_threshold("min_side", {"min": min_side})
+    return checked
+
+
+@dataclass
+class Check:
+    name: str
+    expectation: str
+    observed: float | None
+    threshold: dict[str, float]
+    passed: bool
+    skipped: bool = False
+    note: str = ""
+    examples: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return "skipped" if self.skipped else "passed" if self.passed else "failed"
+
+    def failure(self) -> str:
+        """One line saying how the observed value missed the threshold."""
+        lo, hi = self.threshold.get("min"), self.threshold.get("max")
+        if self.observed is None:
+            return f"{self.name}: observed nothing ({self.note})"
+        if RULES[self.name].kind == "values":
+            bounds = f"[{'-inf' if lo is None else format_number(lo)}, {'inf' if hi is None else format_number(hi)}]"
+            line = f"{self.name}: observed {format_number(self.observed)} of values in {bounds}"
+            return f"{line} < mostly {format_number(self.threshold.get('mostly', 1))}"
+        if lo is not None and self.observed < lo:
+            line = f"{self.name}: observed {format_number(self.observed)} < min {format_number(lo)}"
+        else:
+            line = f"{self.name}: observed {format_number(self.observed)} > max {format_number(hi)}"
+        return f"{line} ({self.note})" if self.note else line
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "expectation": self.expectation,
+            "observed": self.observed,
+            "threshold": self.threshold,
+            "status": self.status,
+            "passed": self.passed,
+            "note": self.note,
+            "examples": self.examples,
+        }
+
+
+@dataclass
+class GateResult:
+    checks: list[Check]
+    table: pd.DataFrame
+    shards: list[ShardScan]
+    scan_s: float
+    validate_s: float
+    workers: int
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @property
+    def rows(self) -> int:
+        return len(self.table)
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.rows / self.scan_s if self.scan_s > 0 else 0.0
+
+    def failures(self) -> list[str]:
+        return [check.failure() for check in self.checks if not check.passed]
+
+    def counts(self) -> dict[str, Any]:
+        table = self.table
+        return {
+            "samples": self.rows,
+            "shards": len(self.shards),
+            "unreadable_shards": sum(shard.error is not None for shard in self.shards),
+            "decode_failures": int((~table["decodes"]).sum()),
+            "empty_captions": int(table["empty_caption"].sum()),
+            "filename_captions": int(table["filename_caption"].sum()),
+            "duplicates": int(table["duplicate"].sum()),
+            "status": {str(k): int(v) for k, v in table["status"].fillna("(missing)").value_counts().items()},
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "checks": [check.to_dict() for check in self.checks],
+            "counts": self.counts(),
+            "shards": [{"path": s.path, "samples": s.samples, "error": s.error} for s in self.shards],
+            "timing": {
+                "scan_s": round(self.scan_s, 3),
+                "validate_s": round(self.validate_s, 3),
+                "samples_per_s": round(self.samples_per_s, 1),
+                "workers": self.workers,
+            },
+        }
+
+
+def _gx_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """The table plus the boolean views the rate checks average; a sample without a status is left out of the
+    success rate (NaN), not counted as a failure."""
+    success = (table["status"] == "success").astype("float64").where(table["status"].notna())
+    return table.assign(decode_failed=~table["decodes"], status_success=success)
+
+
+def _expectation(name: str, bounds: dict[str, float]):
+    import great_expectations as gx
+
+    rule, meta = RULES[name], {"check": name}
+    lo, hi = bounds.get("min"), bounds.get("max")
+    if rule.kind == "rows":
+        return gx.expectations.ExpectTableRowCountToBeBetween(min_value=lo, max_value=hi, meta=meta)
+    if rule.kind == "mean":
+        return gx.expectations.ExpectColumnMeanToBeBetween(column=rule.column, min_value=lo, max_value=hi, meta=meta)
+    if rule.kind == "min":
+        return gx.expectations.ExpectColumnMinToBeBetween(column=rule.column, min_value=lo, max_value=hi, meta=meta)
+    mostly = bounds.get("mostly", 1.0)
+    return gx.expectations.ExpectColumnValuesToBeBetween(
+        column=rule.column, min_value=lo, max_value=hi, mostly=mostly, meta=meta
+    )
+
+
+def _run_gx(frame: pd.DataFrame, thresholds: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """{check name: GX result} for the given checks, validated as one suite over the whole frame."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    asset = context.data_sources.add_pandas("shards").add_dataframe_asset("samples")
+    batch = asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": frame})
+    suite = gx.ExpectationSuite(name="mug_data_gate")
+    for name, bounds in thresholds.items():
+        suite.add_expectation(_expectation(name, bounds))
+    results = {}
+    for result in batch.validate(suite, result_format="BASIC").results:
+        if result.exception_info.get("raised_exception"):
+            raise RuntimeError(
+                f"great-expectations could not run {result.expectation_config.type}: {result.exception_info}"
+            )
+        results[result.expectation_config.meta["check"]] = result
+    return results
+
+
+def _observed(kind: str, result: Any) -> float | None:
+    if kind == "values":
+        percent = result.result.get("unexpected_percent")
+        return None if percent is None else 1 - percent / 100  # the fraction inside the bounds
+    value = result.result.get("observed_value")
+    return value.item() if hasattr(value, "item") else value  # numpy scalars -> int / float for JSON
+
+
+def _examples(name: str, check: Check, frame: pd.DataFrame) -> list[dict[str, str]]:
+    """A few offending samples of a failed check, so the report points at data and not only at a number."""
+    rule = RULES[name]
+    column = frame[rule.column]
+    lo, hi = check.threshold.get("min"), check.threshold.get("max")
+    if rule.kind == "mean":
+        bad = column == (0 if lo is not None and check.observed < lo else 1)
+    elif rule.kind == "min":
+        bad = column < lo
+    else:
+        bad = ~column.between(-math.inf if lo is None else lo, math.inf if hi is None else hi)
+    rows = frame.loc[bad.fillna(False).astype(bool), ["key", "shard", rule.shows]].head(MAX_EXAMPLES)
+    return [{"key": k, "shard": Path(s).name, "value": str(v)} for k, s, v in rows.itertuples(index=False)]
+
+
+def _check_shards(threshold: dict[str, float], shards: list[ShardScan]) -> Check:
+    bad = [shard for shard in shards if shard.error is not None]
+    passed = len(bad) <= threshold["max"]
+    note = ""
+    if bad:
+        note = f"{Path(bad[0].path).name}: {bad[0].error}" + (f"; {len(bad) - 1} more" if len(bad) > 1 else "")
+    return Check("unreadable_shards", EXPECTATIONS["shards"], len(bad), threshold, passed, note=note)
+
+
+def _skip_reason(name: str, frame: pd.DataFrame) -> str | None:
+    rule = RULES[name]
+    if rule.column is not None and rule.column not in frame.columns:
+        return "no tokenizer given"
+    if name == "status_success_rate" and len(frame) and frame["status"].isna().all():
+        return "no sample has a KEY.json status"
+    return None
+
+
+def validate_shards(
+    urls: str | Path | Iterable[str | Path],
+    thresholds: str | Path | dict | None = None,
+    tokenizer: Any = None,
+    out_dir: str | Path | None = None,
+    min_side: int | None = None,
+    workers: int | None = None,
+) -> GateResult:
+    """Scan the shards (paths, a brace pattern or a directory) and check them against the thresholds (default:
+    the shipped gate). `tokenizer` (a CaptionTokenizer or a tokenizer.json path) enables the token-length check;
+    with `out_dir`, validation.json and validation.html are written there. Several shards are scanned by a pool
+    of `workers` processes (default: one per core), so a script calling this needs the usual
+    `if __name__ == "__main__":` guard."""
+    limits = load_thresholds(thresholds, min_side)
+    if isinstance(tokenizer, str | Path):
+        from mug.tokenizer import CaptionTokenizer
+
+        tokenizer = CaptionTokenizer.from_file(tokenizer)
+    scan = scan_shards(urls, tokenizer=tokenizer, workers=workers)
+
+    start = time.perf_counter()
+    frame = _gx_frame(scan.table)
+    checks: dict[str, Check] = {}
+    for name, bounds in limits.items():
+        rule, reason = RULES[name], _skip_reason(name, frame)
+        if rule.kind == "shards":
+            checks[name] = _check_shards(bounds, scan.shards)
+        elif reason is not None:
+            checks[name] = Check(name, EXPECTATIONS[rule.kind], None, bounds, True, skipped=True, note=reason)
+        elif rule.kind != "rows" and frame.empty:
+            checks[name] = Check(name, EXPECTATIONS[rule.kind], None, bounds, False, note="no samples")
+    to_run = {name: bounds for name, bounds in limits.items() if name not in checks}
+    for name, result in _run_gx(frame, to_run).items() if to_run else ():
+        rule = RULES[name]
+        observed = _observed(rule.kind, result)
+        check = Check(name, result.expectation_config.type, observed, limits[name], bool(result.success))
+        if observed is None:
+            check.note = "no values"
+        if not check.passed and rule.column is not None and observed is not None:
+            check.examples = _examples(name, check, frame)
+        checks[name] = check
+    validate_s = time.perf_counter() - start
+    result = GateResult(
+        [checks[name] for name in limits], scan.table, scan.shards, scan.seconds, validate_s, scan.workers
+    )
+    if out_dir is not None:
+        from mug.data.report import write_report
+
+        write_report(result, out_dir)
+    return result
+
+
+def run_gate(
+    urls: str | Path | Iterable[str | Path],
+    thresholds: str | Path | dict | None = None,
+    tokenizer: Any = None,
+    out_dir: str | Path | None = None,
+    min_side: int | None = None,
+    workers: int | None = None,
+) -> int:
+    """`validate_shards` as a command: 0 when the gate passes, 1 when it fails (each failed check on one line on
+    stderr). A UserError (bad path, bad thresholds) propagates for the CLI to report."""
+    result = validate_shards(urls, thresholds, tokenizer, out_dir, min_side, workers)
+    ran = [check for check in result.checks if not check.skipped]
+    summary = (
+        f"{len(ran)} checks on {result.rows} samples from {len(result.shards)} shards "
+        f"({result.samples_per_s:,.0f} samples/s scanned)"
+    )
+    if out_dir is not None:
+        summary += f"; report: {Path(out_dir) / 'validation.html'}"
+    for check in result.checks:
+        if check.skipped:
+            print(f"skipped {check.name}: {check.note}", file=sys.stderr)
+    if result.passed:
+        print(f"data gate passed: {summary}")
+        return 0
+    failures = result.failures()
+    print(f"data gate failed {len(failures)} of {summary}", file=sys.stderr)
+    for line in failures:
+        print(f"  {line}", file=sys.stderr)
+    return 1

@@ -1,0 +1,262 @@
+"""The streaming loader on tiny img2dataset-style shards written here, broken ones included."""
+
+import io
+import json
+import logging
+import random
+import re
+import tarfile
+from collections import Counter
+
+import pytest
+import torch
+import torchvision.transforms.v2.functional as TF
+from PIL import Image, ImageDraw
+
+from mug.data.augment import gaussian_blur, normalize
+from mug.data.loader import REASONS, LoaderConfig, make_loader
+from mug.errors import UserError
+from mug.image import to_tensor
+from mug.tokenizer import CaptionTokenizer
+
+SIZE = 32
+WORDS = ["red", "green", "blue", "circle", "square", "on", "a", "grey", "background", "small", "large"]
+
+
+def jpeg(rng: random.Random, size: int = SIZE) -> bytes:
+    """A plain background with a random rectangle: distinct crops look different."""
+    img = Image.new("RGB", (size, size), tuple(rng.randrange(256) for _ in range(3)))
+    x, y = rng.randrange(size // 2), rng.randrange(size // 2)
+    ImageDraw.Draw(img).rectangle(
+        (x, y, x + size // 2, y + size // 3), fill=tuple(rng.randrange(256) for _ in range(3))
+    )
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def sample(shard: int, index: int, rng: random.Random, **override) -> tuple[str, dict[str, bytes | None]]:
+    """One sample as img2dataset writes it: KEY.jpg, KEY.txt, KEY.json; an override of None drops the member."""
+    key = f"{shard:05d}{index:04d}"
+    caption = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 8)))
+    meta = {"key": key, "caption": caption, "status": "success", "labels": {"shape": "circle", "index": index}}
+    members = {"jpg": jpeg(rng), "txt": caption.encode(), "json": json.dumps(meta).encode()}
+    members.update(override)
+    return key, {ext: data for ext, data in members.items() if data is not None}
+
+
+def tar_bytes(samples: list[tuple[str, dict[str, bytes]]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for key, members in samples:
+            for ext, data in members.items():
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size, info.mtime, info.uid, info.gid, info.uname, info.gname = len(data), 0, 0, 0, "", ""
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def write_good(folder, shards: range, per_shard: int, seed: int = 0) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    keys = []
+    for shard in shards:
+        samples = [sample(shard, i, rng) for i in range(per_shard)]
+        (folder / f"{shard:05d}.tar").write_bytes(tar_bytes(samples))
+        keys += [key for key, _ in samples]
+    return keys
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """good/: 4 clean shards of 6; mixed/: 2 clean shards plus every kind of damage, and the keys to expect."""
+    root = tmp_path_factory.mktemp("shards")
+    good = write_good(root / "good", range(4), 6)
+    mixed = root / "mixed"
+    expected = write_good(mixed, range(2), 5, seed=1)
+    rng = random.Random(2)
+    damaged = [
+        sample(2, 0, rng),
+        sample(2, 1, rng, jpg=b"\xff\xd8\xff\xe0 this is no jpeg"),
+        sample(2, 2, rng, txt=None),
+        sample(2, 3, rng, jpg=None),
+        sample(2, 4, rng),
+    ]
+    (mixed / "00002.tar").write_bytes(tar_bytes(damaged))
+    expected += ["000020000", "000020004"]
+    truncated = [sample(3, i, rng) for i in range(4)]
+    data = tar_bytes(truncated)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        cut = next(m for m in tar.getmembers() if m.name == "000030002.jpg")
+    (mixed / "00003.tar").write_bytes(data[: cut.offset_data + cut.size // 2])  # dies inside sample 2's image
+    expected += ["000030000", "000030001"]
+    (mixed / "00004.tar").write_bytes(b"this is not a tar file\n" * 50)
+    (mixed / "00005.tar").write_bytes(tar_bytes([]))  # every download of the shard failed: no images at all
+    captions = [m["txt"].decode() for _, m in damaged + truncated if "txt" in m]
+    return {"root": root, "good": good, "mixed": mixed, "mixed_keys": expected, "captions": captions}
+
+
+@pytest.fixture(scope="module")
+def tok(corpus):
+    captions = [" ".join(WORDS)] + corpus["captions"]
+    return CaptionTokenizer.train(captions, vocab_size=100, min_frequency=1)
+
+
+def config(urls, **kw) -> LoaderConfig:
+    kw = {"batch_size": 4, "image_size": SIZE, "context_length": 12, **kw}
+    return LoaderConfig(urls=urls, **kw)
+
+
+def keys_of(loader) -> list[str]:
+    return [key for batch in loader for key in batch["key"]]
+
+
+@pytest.mark.parametrize("inputs", [("image",), ("image", "tokens"), ("image", "image2")])
+def test_batches_hold_exactly_the_objective_inputs(corpus, tok, inputs):
+    loader = make_loader(config(str(corpus["root"] / "good"), inputs=inputs, image_size=24), tok, 0, 1)
+    batches = list(loader)
+    assert len(batches) == 24 // 4  # training drops no sample here: 24 is a multiple of the batch
+    for batch in batches:
+        assert set(batch) == {*inputs, "key"}
+        assert all(isinstance(k, str) for k in batch["key"]) and len(batch["key"]) == 4
+        for name in ("image", "image2"):
+            if name in inputs:
+                assert batch[name].shape == (4, 3, 24, 24) and batch[name].dtype == torch.float32
+                assert batch[name].is_contiguous()
+                assert -2.2 < batch[name].min() and batch[name].max() < 2.7  # ImageNet-normalised [0, 1]
+        if "tokens" in inputs:
+            tokens = batch["tokens"]
+            assert tokens.shape == (4, 12) and tokens.dtype == torch.long
+            assert (tokens[:, 0] == tok.bos_id).all() and (tokens == tok.eos_id).sum(1).eq(1).all()
+    if "image2" in inputs:  # SimCLR's two views of one image differ
+        assert all(not torch.allclose(b["image"][i], b["image2"][i]) for b in batches for i in range(4))
+
+
+def test_eval_matches_the_model_preprocessing_and_carries_labels(corpus):
+    loader = make_loader(config(str(corpus["root"] / "good" / "00000.tar"), train=False), None, 0, 1)
+    batch = next(iter(loader))
+    assert batch["labels"] == [{"shape": "circle", "index": i} for i in range(4)]
+    with tarfile.open(corpus["root"] / "good" / "00000.tar") as tar:
+        expected = [to_tensor(Image.open(tar.extractfile(f"{k}.jpg")).convert("RGB"), SIZE) for k in batch["key"]]
+    torch.testing.assert_close(batch["image"], torch.stack(expected), atol=0.05, rtol=0)
+    uint8 = torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)
+    torch.testing.assert_close(normalize(uint8)[0, :, 0, 0], torch.tensor([2.2489, 2.4286, 2.64]), atol=1e-3, rtol=0)
+    raw = next(iter(make_loader(config(str(corpus["root"] / "good" / "00000.tar"), train=False, normalize=False))))
+    assert raw["image"].dtype == torch.uint8  # for normalising on the GPU
+    torch.testing.assert_close(normalize(raw["image"]), batch["image"])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_damage_is_skipped_counted_and_every_good_sample_delivered(corpus, tok, workers, caplog):
+    cfg = config(str(corpus["mixed"]), inputs=("image", "tokens"), train=False, num_workers=workers)
+    loader = make_loader(cfg, tok, 0, 1)
+    with caplog.at_level(logging.INFO, logger="mug.data"):
+        keys = keys_of(loader)
+    assert sorted(keys) == sorted(corpus["mixed_keys"])
+    assert loader.stats.counts == {
+        "bad_image": 1,
+        "missing_caption": 1,
+        "missing_image": 1,
+        "truncated_shard": 1,
+        "unreadable_shard": 1,
+        "empty_shard": 1,
+    }
+    assert (loader.stats.samples, loader.stats.skipped) == (len(keys), 6) and set(REASONS) >= set(loader.stats.counts)
+    assert "epoch 0" in caplog.text and "bad_image" in caplog.text
+
+
+def test_failing_pipe_commands_are_counted_as_unreadable_shards(corpus):
+    good = corpus["root"] / "good"
+    urls = [f"pipe:cat {good}/00000.tar", "pipe:false", f"pipe:cat {good}/missing.tar 2>/dev/null"]
+    loader = make_loader(config(urls, train=False), None, 0, 1)
+    assert sorted(keys_of(loader)) == sorted(corpus["good"][:6])
+    assert loader.stats.counts == {"unreadable_shard": 2}
+
+
+def test_captions_are_not_required_when_the_objective_reads_none(corpus):
+    loader = make_loader(config(str(corpus["mixed"]), train=False), None, 0, 1)
+    assert "000020002" in keys_of(loader)
+    assert "missing_caption" not in loader.stats.counts
+
+
+def test_brace_patterns_folders_lists_and_pipes_name_the_same_shards(corpus):
+    good = corpus["root"] / "good"
+    want = sorted(corpus["good"])
+    for urls in (
+        f"{good}/{{00000..00003}}.tar",
+        good,  # a Path
+        f"{good}/",
+        [str(good / "00000.tar"), f"{good}/{{00001..00003}}.tar"],
+        f"pipe:cat {good}/0000{{0..3}}.tar",
+    ):
+        assert sorted(keys_of(make_loader(config(urls, train=False), None, 0, 1))) == want, urls
+
+
+def test_missing_shards_raise_a_user_error_naming_them(corpus, tmp_path):
+    good = corpus["root"] / "good"
+    cases = {
+        str(tmp_path / "nope.tar"): "nope.tar",
+        f"{good}/{{00003..00005}}.tar": "00004.tar",
+        f"{tmp_path}/{{0..3}}.tar": "0.tar",
+        str(tmp_path): str(tmp_path),  # a folder without shards
+        "s3://bucket/0.tar": "pipe:aws s3 cp s3://bucket/0.tar -",
+    }
+    for urls, named in cases.items():
+        with pytest.raises(UserError, match=re.escape(named)):
+            make_loader(config(urls), None, 0, 1)
+
+
+def test_a_resampled_source_without_one_readable_shard_stops_with_a_user_error(tmp_path):
+    (tmp_path / "00000.tar").write_bytes(b"<html>403 Forbidden</html>")
+    loader = make_loader(config(str(tmp_path), epoch_samples=8), None, 0, 2)
+    with pytest.raises(UserError, match="unreadable or empty"):
+        next(iter(loader))
+
+
+def test_ranks_read_disjoint_parts_that_together_are_complete(corpus):
+    urls = str(corpus["root"] / "good")
+    parts = [keys_of(make_loader(config(urls, train=False, num_workers=w), None, r, 2)) for r, w in ((0, 0), (1, 2))]
+    assert parts[0] and parts[1] and not set(parts[0]) & set(parts[1])
+    assert sorted(parts[0] + parts[1]) == sorted(corpus["good"])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resampled_epochs_give_every_rank_the_same_number_of_batches(corpus, workers):
+    for rank in (0, 1):  # 50 samples over 2 ranks at 4 a batch: 7 batches each
+        cfg = config(str(corpus["mixed"]), epoch_samples=50, num_workers=workers, shuffle_buffer=10)
+        loader = make_loader(cfg, None, rank, 2)
+        assert loader.dataset.resampled and loader.batches_per_epoch == 7
+        for _ in range(2):
+            batches = list(loader)
+            assert [len(b["key"]) for b in batches] == [4] * 7
+            assert loader.stats.batches == 7 and loader.stats.samples == 28
+
+
+def test_mixed_sources_follow_their_weights(corpus, tmp_path):
+    other = write_good(tmp_path / "other", range(10, 12), 6)
+    sources = [(str(corpus["root"] / "good"), 0.9), [str(tmp_path / "other"), 0.1]]  # lists, as from YAML
+    cfg = config(sources, resampled=True)
+    cfg.epoch_samples, cfg.batch_size, cfg.image_size = 800, 50, 8
+    keys = keys_of(make_loader(cfg, None, 0, 1))
+    share = Counter(k in set(other) for k in keys)
+    assert len(keys) == 800 and 0.06 < share[True] / 800 < 0.14
+
+
+def test_the_same_seed_gives_the_same_batches(corpus, tok):
+    def run(seed: int) -> list[dict]:
+        cfg = config(str(corpus["root"] / "good"), inputs=("image", "image2", "tokens"), seed=seed, shuffle_buffer=8)
+        return list(make_loader(cfg, tok, 0, 1))
+
+    first, again, other = run(0), run(0), run(1)
+    assert [b["key"] for b in first] == [b["key"] for b in again]
+    for a, b in zip(first, again, strict=True):
+        for name in ("image", "image2", "tokens"):
+            assert torch.equal(a[name], b[name])
+    assert [b["key"] for b in first] != [b["key"] for b in other]
+
+
+def test_separable_blur_matches_torchvision():
+    image = torch.randint(0, 256, (3, 40, 36), dtype=torch.uint8)
+    for kernel, sigma in ((3, 0.1), (5, 1.0), (23, 2.0)):
+        diff = gaussian_blur(image, kernel, sigma).int() - TF.gaussian_blur(image, [kernel] * 2, [sigma] * 2).int()
+        assert diff.abs().max() <= 1  # rounding
