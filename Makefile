@@ -9,7 +9,7 @@ TORCH  := $(if $(filter aarch64,$(shell uname -m)),torch==2.9.1 torchvision==0.2
 export WANDB_MODE ?= offline
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install demo test lint bench clean
+.PHONY: install data demo test lint bench clean
 
 install: $(STAMP)
 
@@ -20,6 +20,10 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/pip check
 	touch $(STAMP)
+
+# The sample web corpus, pulled from the DVC remote committed in the repo (no network).
+data: install
+	test -d data/train || $(BIN)/dvc pull -q
 
 demo: install
 	$(BIN)/mug demo --out runs/demo

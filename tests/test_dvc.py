@@ -4,6 +4,7 @@ import hashlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -61,3 +62,19 @@ def test_add_push_delete_pull_gives_identical_bytes(repo):
     dvc("pull", "-q", cwd=repo)
     assert digest(data) == before
     assert "up to date" in dvc("status", cwd=repo).lower()
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(not (REPO / ".git").exists(), reason="needs the project's git checkout")
+def test_a_fresh_clone_pulls_the_sample_corpus_offline_and_it_passes_the_gate(tmp_path):
+    from mug.data.validate import validate_shards
+
+    clone = tmp_path / "clone"
+    run("git", "clone", "-q", str(REPO), str(clone), cwd=tmp_path)
+    assert not (clone / "data").exists()
+    dvc("pull", "-q", cwd=clone)  # from the remote folder committed in the repo: no network
+    assert "up to date" in dvc("status", cwd=clone).lower()
+    assert len(list((clone / "data" / "train").glob("*.tar"))) >= 3
+    assert validate_shards(clone / "data" / "train", workers=1).passed

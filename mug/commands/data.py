@@ -9,6 +9,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="synthesise, validate and tokenise web image-text shards")
     verbs = data.add_subparsers(dest="verb", required=True, metavar="VERB")
 
+    syn = verbs.add_parser(
+        "synth",
+        help="write the synthetic web corpus as img2dataset shards",
+        description="Render scenes of coloured shapes with web-like captions (file names, boilerplate, SEO "
+        "lists, truncation, empty captions, duplicate images) into OUT/train (noisy) and OUT/eval (clean, "
+        "labelled), in img2dataset's format. The same seed writes byte-identical shards.",
+    )
+    syn.add_argument("--out", required=True, help="output folder (gets train/ and eval/)")
+    syn.add_argument("--train", type=int, default=4000, help="train samples (default: %(default)s)")
+    syn.add_argument("--eval", type=int, default=1000, help="eval samples (default: %(default)s)")
+    syn.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default: %(default)s)")
+    syn.add_argument("--image-size", type=int, default=64, help="image side in pixels (default: %(default)s)")
+    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--jpeg-quality", type=int, default=90)
+    syn.add_argument("--workers", type=int, default=1, help="processes writing shards")
+    for kind, rate in (("unrelated", 0.2), ("truncated", 0.03), ("empty", 0.01), ("duplicate", 0.01), ("corrupt", 0)):
+        syn.add_argument(f"--{kind}-rate", type=float, default=rate, help=f"fraction of {kind} train samples")
+    syn.set_defaults(func=_synth)
+
+    tok = verbs.add_parser(
+        "tokenizer",
+        help="train the caption tokenizer (WordPiece) on the shards' captions",
+        description="Learn an uncased WordPiece vocabulary from the captions of SHARDS and save it as a standard "
+        "HF tokenizer.json.",
+    )
+    tok.add_argument("shards", nargs="+", help="shard paths, folders of .tar files or brace patterns")
+    tok.add_argument("--out", required=True, help="the tokenizer.json to write")
+    tok.add_argument("--vocab-size", type=int, default=8192)
+    tok.add_argument("--min-frequency", type=int, default=2)
+    tok.set_defaults(func=_tokenizer)
+
     val = verbs.add_parser(
         "validate",
         help="the data gate: scan shards and check them with Great Expectations",
@@ -29,3 +60,35 @@ def _validate(args: argparse.Namespace) -> int:
     from mug.data.validate import run_gate
 
     return run_gate(args.shards, args.thresholds, args.tokenizer, args.out, args.min_side, args.workers)
+
+
+def _synth(args: argparse.Namespace) -> None:
+    from mug.data.corpus import NoiseConfig, synthesize_corpus
+
+    noise = NoiseConfig(
+        args.unrelated_rate, args.truncated_rate, args.empty_rate, args.duplicate_rate, args.corrupt_rate
+    )
+    summary = synthesize_corpus(
+        args.out,
+        args.train,
+        args.eval,
+        args.shard_size,
+        args.image_size,
+        args.seed,
+        noise,
+        args.jpeg_quality,
+        workers=args.workers,
+    )
+    noisy = ", ".join(f"{kind} {count}" for kind, count in summary.noise.items() if count)
+    print(
+        f"wrote {summary.samples['train']} train and {summary.samples['eval']} eval samples in "
+        f"{summary.shards['train'] + summary.shards['eval']} shards to {summary.out_dir} "
+        f"({summary.samples_per_s:,.0f} samples/s); train noise: {noisy or 'none'}"
+    )
+
+
+def _tokenizer(args: argparse.Namespace) -> None:
+    from mug.data.captions import train_tokenizer
+
+    tokenizer = train_tokenizer(args.shards, args.out, args.vocab_size, args.min_frequency)
+    print(f"tokenizer with {tokenizer.vocab_size} tokens: {args.out}")

@@ -1,0 +1,31 @@
+"""Captions straight from shards (only the .txt members are read): what the tokenizer learns from."""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from mug.data.urls import Urls, expand_shards, open_shard
+from mug.errors import UserError
+from mug.tokenizer import CaptionTokenizer
+
+
+def iter_captions(urls: Urls) -> Iterator[str]:
+    """Every caption of the shards, in order; a shard that is not a tar is a UserError naming it."""
+    for shard in expand_shards(urls):
+        try:
+            with open_shard(shard) as raw, tarfile.open(fileobj=raw, mode="r|*") as stream:
+                for member in stream:
+                    if member.isfile() and member.name.endswith(".txt"):
+                        yield stream.extractfile(member).read().decode("utf-8", errors="replace")
+        except (tarfile.TarError, OSError) as err:
+            raise UserError(f"cannot read captions from shard {shard} ({type(err).__name__}: {err})") from err
+
+
+def train_tokenizer(urls: Urls, out: str | Path, vocab_size: int = 8192, min_frequency: int = 2) -> CaptionTokenizer:
+    """Learn the WordPiece vocabulary of the shards' captions and save it as `out` (a tokenizer.json)."""
+    tokenizer = CaptionTokenizer.train(iter_captions(urls), vocab_size=vocab_size, min_frequency=min_frequency)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(out)
+    return tokenizer
