@@ -1,6 +1,7 @@
-"""DVC for real: a temporary git repo, a temporary local remote, add -> push -> delete -> pull."""
+"""DVC for real: a round trip through a temporary remote, and the project's own data.dvc, remote and stages."""
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -10,8 +11,11 @@ import pytest
 
 
 def run(*args, cwd):
+    # The stages call `mug`: put this interpreter's scripts first on PATH, as an activated venv would.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = dict(
         os.environ,
+        PATH=path,
         DVC_NO_ANALYTICS="1",
         GIT_AUTHOR_NAME="t",
         GIT_AUTHOR_EMAIL="t@t",
@@ -78,3 +82,19 @@ def test_a_fresh_clone_pulls_the_sample_corpus_offline_and_it_passes_the_gate(tm
     assert "up to date" in dvc("status", cwd=clone).lower()
     assert len(list((clone / "data" / "train").glob("*.tar"))) >= 3
     assert validate_shards(clone / "data" / "train", workers=1).passed
+
+
+@pytest.mark.skipif(not (REPO / ".git").exists(), reason="needs the project's git checkout")
+def test_the_data_stages_reproduce_and_rerun_only_what_a_parameter_changes(tmp_path):
+    clone = tmp_path / "clone"
+    run("git", "clone", "-q", str(REPO), str(clone), cwd=tmp_path)
+    dvc("pull", "-q", cwd=clone)
+    assert (clone / "artifacts" / "tokenizer.json").is_file()  # stage outputs come from the remote too
+    assert "up to date" in dvc("status", cwd=clone).lower()
+    params = clone / "params.yaml"
+    params.write_text(params.read_text().replace("vocab_size: 8192", "vocab_size: 300"))
+    assert "tokenizer" in dvc("status", cwd=clone) and "validate" not in dvc("status", cwd=clone)
+    out = dvc("repro", cwd=clone)
+    assert "Running stage 'tokenizer'" in out and "Running stage 'validate'" not in out
+    assert "up to date" in dvc("status", cwd=clone).lower()
+    assert len(json.loads((clone / "artifacts" / "tokenizer.json").read_text())["model"]["vocab"]) <= 300
