@@ -35,7 +35,8 @@ from mug.data.synth import (
 )
 from mug.errors import UserError
 
-JSON_FIELDS = {
+# img2dataset's per-sample fields, in its parquet column order; the .json holds the same fields.
+PARQUET_COLUMNS = [
     "key",
     "caption",
     "url",
@@ -46,7 +47,8 @@ JSON_FIELDS = {
     "original_width",
     "original_height",
     "sha256",
-}
+]
+JSON_FIELDS = set(PARQUET_COLUMNS)
 STATS_FIELDS = {"count", "successes", "failed_to_download", "failed_to_resize", "duration", "start_time", "end_time"}
 
 
@@ -219,18 +221,7 @@ def test_parquet_rows_match_the_tar(corpus):
     for split in ("train", "eval"):
         for path in sorted((out / split).glob("*.tar")):
             table = pq.read_table(path.with_suffix(".parquet"))
-            assert table.schema.names == [
-                "key",
-                "caption",
-                "url",
-                "status",
-                "error_message",
-                "width",
-                "height",
-                "original_width",
-                "original_height",
-                "sha256",
-            ]
+            assert table.schema.names == PARQUET_COLUMNS
             metas = [json.loads(data) for member, data in read_tar(path) if member.name.endswith(".json")]
             assert table.to_pylist() == [{k: v for k, v in m.items() if k != "labels"} for m in metas]
 

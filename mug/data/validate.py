@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from mug.data.scan import ShardScan, scan_shards
+from mug.data.urls import Urls
 from mug.errors import UserError
 
 if TYPE_CHECKING:
@@ -301,7 +301,7 @@ def _skip_reason(name: str, frame: pd.DataFrame) -> str | None:
 
 
 def validate_shards(
-    urls: str | Path | Iterable[str | Path],
+    urls: Urls,
     thresholds: str | Path | dict | None = None,
     tokenizer: Any = None,
     out_dir: str | Path | None = None,
@@ -353,7 +353,7 @@ def validate_shards(
 
 
 def run_gate(
-    urls: str | Path | Iterable[str | Path],
+    urls: Urls,
     thresholds: str | Path | dict | None = None,
     tokenizer: Any = None,
     out_dir: str | Path | None = None,
