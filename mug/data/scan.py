@@ -117,7 +117,8 @@ def _add_sample(columns: dict[str, list], key: str, files: dict[str, bytes]) -> 
                 img.load()
                 width, height = img.size
         except Exception as err:  # Pillow raises many types (OSError, SyntaxError, ValueError...) on bad bytes
-            error = f"{type(err).__name__}: {err}"
+            # Pillow names the in-memory buffer ("<_io.BytesIO object at 0x...>"): noise in a report.
+            error = f"{type(err).__name__}: {re.sub(r' <_io.BytesIO object at 0x[0-9a-f]+>', '', str(err))}"
     try:
         meta = json.loads(files["json"]) if "json" in files else None
     except ValueError:

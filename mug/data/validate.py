@@ -279,7 +279,10 @@ def _examples(name: str, check: Check, frame: pd.DataFrame) -> list[dict[str, st
     else:
         bad = ~column.between(-math.inf if lo is None else lo, math.inf if hi is None else hi)
     rows = frame.loc[bad.fillna(False).astype(bool), ["key", "shard", rule.shows]].head(MAX_EXAMPLES)
-    return [{"key": k, "shard": Path(s).name, "value": str(v)} for k, s, v in rows.itertuples(index=False)]
+    return [
+        {"key": k, "shard": Path(s).name, "value": str(v) if str(v) else "(empty)"}
+        for k, s, v in rows.itertuples(index=False)
+    ]
 
 
 def _check_shards(threshold: dict[str, float], shards: list[ShardScan]) -> Check:
