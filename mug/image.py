@@ -26,14 +26,13 @@ def load_image(path: str | Path) -> Image.Image:
 
 
 def to_tensor(img: Image.Image, size: int) -> torch.Tensor:
-    """Resize the shorter side to `size`, centre-crop, normalise with ImageNet statistics: [3, size, size]."""
-    w, h = img.size
-    scale = size / min(w, h)
-    img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
-    left, top = (img.width - size) // 2, (img.height - size) // 2
-    img = img.crop((left, top, left + size, top + size))
-    pixels = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(size, size, 3)
-    return (pixels.permute(2, 0, 1).float() / 255 - _MEAN) / _STD
+    """Resize the shorter side to `size`, centre-crop, normalise with ImageNet statistics: [3, size, size].
+    The loader's evaluation transform, so the demo sees images exactly as evaluation does."""
+    from mug.data.augment import center_box, normalize, resized_crop
+
+    rgb = img.convert("RGB")
+    pixels = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(rgb.height, rgb.width, 3)
+    return normalize([resized_crop(pixels.permute(2, 0, 1), center_box(rgb.width, rgb.height), size)])[0]
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:
