@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from mug.data.scan import scan_shard
-from mug.data.validate import RULES, load_thresholds, run_gate, validate_shards
+from mug.data.validate import RULES, gate_exit_code, load_thresholds, validate_shards
 from mug.errors import UserError
 from mug.tokenizer import CaptionTokenizer
 
@@ -184,18 +184,19 @@ def test_truncated_tar_keeps_whole_samples_and_records_the_error(tmp_path):
     assert all(scan.columns["decodes"])  # the sample cut in half is dropped, not counted as a bad image
 
 
-def test_run_gate_exit_codes(tmp_path, capsys):
+def test_gate_exit_codes(tmp_path, capsys):
     clean = tmp_path / "clean"
     clean.mkdir()
     corpus(clean)
-    assert run_gate(clean, out_dir=tmp_path / "out", workers=1) == 0
+    assert gate_exit_code(validate_shards(clean, out_dir=tmp_path / "out", workers=1), tmp_path / "out") == 0
     out, err = capsys.readouterr()
     assert "data gate passed" in out and "skipped caption_tokens: no tokenizer given" in err
 
     broken = tmp_path / "broken"
     broken.mkdir()
     corpus(broken, filename)
-    assert run_gate(broken / "{00000..00000}.tar", out_dir=tmp_path / "out", workers=1) == 1
+    result = validate_shards(broken / "{00000..00000}.tar", out_dir=tmp_path / "out", workers=1)
+    assert gate_exit_code(result, tmp_path / "out") == 1
     err = capsys.readouterr().err
     assert "data gate failed 1 of" in err and "  filename_caption_rate: observed 0.2 > max 0.15" in err
     report = json.loads((tmp_path / "out" / "validation.json").read_text())

@@ -57,9 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from mug.data.validate import run_gate
+    from mug.data.validate import gate_exit_code, validate_shards
 
-    return run_gate(args.shards, args.thresholds, args.tokenizer, args.out, args.min_side, args.workers)
+    result = validate_shards(args.shards, args.thresholds, args.tokenizer, args.out, args.min_side, args.workers)
+    return gate_exit_code(result, args.out)
 
 
 def _synth(args: argparse.Namespace) -> None:

@@ -2,7 +2,7 @@
 
 Each threshold key is one expectation in an ephemeral GX context (rates are means of boolean columns); the one
 per-shard check, unreadable shards, is counted outside GX and reported the same way. The gate passes when every
-check that could run passed; `run_gate` turns that into the exit code a pipeline step needs.
+check that could run passed; `gate_exit_code` turns that into the exit code a pipeline step needs.
 """
 
 from __future__ import annotations
@@ -355,17 +355,9 @@ def validate_shards(
     return result
 
 
-def run_gate(
-    urls: Urls,
-    thresholds: str | Path | dict | None = None,
-    tokenizer: Any = None,
-    out_dir: str | Path | None = None,
-    min_side: int | None = None,
-    workers: int | None = None,
-) -> int:
-    """`validate_shards` as a command: 0 when the gate passes, 1 when it fails (each failed check on one line on
-    stderr). A UserError (bad path, bad thresholds) propagates for the CLI to report."""
-    result = validate_shards(urls, thresholds, tokenizer, out_dir, min_side, workers)
+def gate_exit_code(result: GateResult, out_dir: str | Path | None = None) -> int:
+    """The gate as a command's outcome: 0 when it passed (a summary on stdout), 1 when it failed (each failed
+    check on one line on stderr)."""
     ran = [check for check in result.checks if not check.skipped]
     summary = (
         f"{len(ran)} checks on {result.rows} samples from {len(result.shards)} shards "
