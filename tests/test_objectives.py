@@ -123,3 +123,16 @@ def test_caption_loss_equals_cross_entropy_over_all_logits_ignoring_pads():
         logits.flatten(0, 1), tokens[:, 1:].flatten(), ignore_index=cfg.text.pad_id
     )
     assert torch.allclose(decoder.caption_loss(tokens, memory), reference, atol=1e-6)
+
+
+def test_caption_loss_split_over_micro_batches_sums_to_the_whole_batch_mean():
+    """What gradient accumulation relies on: each part's summed NLL over the step's average token count."""
+    cfg, decoder, memory = _decoder_and_memory()
+    tokens = torch.randint(4, cfg.text.vocab_size, (2, 10))
+    tokens[0, 3:] = cfg.text.pad_id  # the parts hold very different numbers of real tokens (2 and 9)
+    whole = decoder.caption_loss(tokens, memory)
+    per_part = (tokens[:, 1:] != cfg.text.pad_id).sum().item() / 2
+    parts = [decoder.caption_loss(tokens[i : i + 1], memory[i : i + 1], per_part) for i in range(2)]
+    assert torch.allclose(sum(parts) / 2, whole, atol=1e-6)
+    naive = sum(decoder.caption_loss(tokens[i : i + 1], memory[i : i + 1]) for i in range(2)) / 2
+    assert not torch.allclose(naive, whole, atol=1e-3)

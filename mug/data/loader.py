@@ -384,8 +384,14 @@ class Loader:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         self.dataset.epoch = self.epoch  # workers start with each iter(), with a copy of the dataset as it is now
         self.stats = stats = LoaderStats()
+        # Its own generator: DataLoader draws a worker seed per iter(), which must not move the global torch RNG
+        # (the trainer's masks and an exactly resumed run depend on that stream).
         loader = DataLoader(
-            self.dataset, batch_size=None, num_workers=self.cfg.num_workers, pin_memory=self.cfg.pin_memory
+            self.dataset,
+            batch_size=None,
+            num_workers=self.cfg.num_workers,
+            pin_memory=self.cfg.pin_memory,
+            generator=torch.Generator().manual_seed(self.cfg.seed + self.epoch),
         )
         try:
             for batch in loader:

@@ -68,7 +68,10 @@ class MaskedGenerative(Objective):
         self.caption_decoder = TextTransformer(cfg.text, image_width=cfg.encoder.width) if self.w_cap > 0 else None
         self.inputs = ("image", "tokens") if self.caption_decoder is not None else ("image",)
 
-    def forward(self, batch: dict[str, torch.Tensor], noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, batch: dict[str, torch.Tensor], noise: torch.Tensor | None = None, tokens_per_batch: float | None = None
+    ) -> dict[str, torch.Tensor]:
+        """`noise` [N, L] fixes the masks; `tokens_per_batch` normalises the caption loss (see `caption_loss`)."""
         images = batch["image"]
         enc = self.encoder(images, self.cfg.objective.mask_ratio, noise)
         losses: dict[str, torch.Tensor] = {}
@@ -81,7 +84,7 @@ class MaskedGenerative(Objective):
             total = total + self.w_rec * losses["loss_rec"]
         if self.caption_decoder is not None:
             memory = self.caption_decoder.project_memory(enc.latent)
-            losses["loss_cap"] = self.caption_decoder.caption_loss(batch["tokens"], memory)
+            losses["loss_cap"] = self.caption_decoder.caption_loss(batch["tokens"], memory, tokens_per_batch)
             total = total + self.w_cap * losses["loss_cap"]
         losses["loss"] = total
         return losses
@@ -122,7 +125,8 @@ class SimCLR(Objective):
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         return self.projector(pool(self.encoder(images).latent, self.cfg.objective.pool))
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, batch: dict[str, torch.Tensor], tokens_per_batch: float | None = None) -> dict[str, torch.Tensor]:
+        """`tokens_per_batch` is ignored: a contrastive loss is a per-batch quantity."""
         both = self.embed(torch.cat([batch["image"], batch["image2"]]))  # one pass over 2N images
         z1, z2 = both.chunk(2)
         loss = nt_xent(z1, z2, self.cfg.objective.simclr_temperature)
@@ -157,7 +161,8 @@ class CLIP(Objective):
     def embed_text(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.text_proj(self.text_encoder.pooled(tokens))
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, batch: dict[str, torch.Tensor], tokens_per_batch: float | None = None) -> dict[str, torch.Tensor]:
+        """`tokens_per_batch` is ignored: a contrastive loss is a per-batch quantity."""
         scale = self.logit_scale.exp().clamp(max=self.cfg.objective.clip_max_logit_scale)
         loss = clip_loss(self.embed_image(batch["image"]), self.embed_text(batch["tokens"]), scale)
         return {"loss_contrastive": loss, "loss": loss, "logit_scale": scale.detach()}

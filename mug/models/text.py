@@ -163,13 +163,20 @@ class TextTransformer(nn.Module):
         """Next-token logits [N, T, V] (caption decoder)."""
         return self.head(self.features(tokens, memory, cache))
 
-    def caption_loss(self, tokens: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        """Next-token cross-entropy of `tokens` [N, T] averaged over real (non-pad) targets. The vocabulary
-        head runs on those positions only: most of a short web caption's context is padding."""
+    def caption_loss(
+        self, tokens: torch.Tensor, memory: torch.Tensor, tokens_per_batch: float | None = None
+    ) -> torch.Tensor:
+        """Next-token cross-entropy of `tokens` [N, T] over real (non-pad) targets: their mean, or their sum
+        divided by `tokens_per_batch`, which a trainer sets to the average real-token count of its micro-batches
+        so that accumulated and distributed steps weigh every token alike. The vocabulary head runs on the real
+        positions only: most of a short web caption's context is padding."""
         hidden = self.features(tokens[:, :-1], memory)  # [N, T-1, D]
         targets = tokens[:, 1:]
         real = targets != self.cfg.pad_id
-        return F.cross_entropy(self.head(hidden[real]).float(), targets[real])  # head on [R, D] only
+        logits = self.head(hidden[real]).float()  # [R, V]: head on real positions only
+        if tokens_per_batch is None:
+            return F.cross_entropy(logits, targets[real])
+        return F.cross_entropy(logits, targets[real], reduction="sum") / tokens_per_batch
 
     def pooled(self, tokens: torch.Tensor) -> torch.Tensor:
         """Feature of the last real (non-pad) token, the EOS: the whole caption seen causally (CLIP)."""
