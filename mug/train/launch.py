@@ -1,0 +1,182 @@
+"""Launch `mug pretrain` workers through torchx: torchrun on this machine (`local_cwd`) or a Volcano job on
+Kubernetes (`kubernetes`). Both run the same torchx AppDef, so the command a GPU pod runs is the one the
+tests run on CPU with gloo. torchx is imported inside the functions: workers import `mug` on hosts that may
+not have it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mug.errors import UserError
+
+if TYPE_CHECKING:
+    from torchx.runner import Runner
+    from torchx.specs import AppDef
+
+SCHEDULERS = ("local_cwd", "kubernetes")
+_SECRET_LIKE = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)$", re.IGNORECASE)
+_QUANTITY = re.compile(r"^\d+(\.\d+)?([KMGTPE]i?)?$")
+# torchx's kubernetes scheduler always mounts an emptyDir(medium=Memory) volume of this name at /dev/shm
+# (role_to_pod); the overlay below only adds a size limit to it.
+_TORCHX_SHM_VOLUME = "dshm"
+
+
+@dataclass
+class LaunchSpec:
+    """Where and how wide to run. Kubernetes-only fields (image, queue, namespace, shm_size, env_secrets)
+    are ignored by `local_cwd`, which runs in this environment."""
+
+    scheduler: str = "local_cwd"
+    nproc_per_node: int = 1
+    nodes: int = 1
+    image: str | None = None
+    gpus_per_node: int = 0
+    cpus_per_node: int = 8  # fits most nodes; raise it for GPU nodes so data loading keeps up
+    memory_gb: int = 32  # GB (10^9 bytes); the /dev/shm tmpfs counts against it
+    shm_size: str | None = None  # a Kubernetes quantity ("16Gi"); None: no limit below memory_gb
+    queue: str = "default"  # the Volcano queue (Volcano creates "default")
+    namespace: str = "default"
+    env: dict[str, str] = field(default_factory=dict)
+    env_secrets: list[str] = field(default_factory=list)  # Kubernetes Secrets whose keys become env vars
+    name: str = "mug-pretrain"
+    max_retries: int = 0
+
+    def validate(self) -> None:
+        if self.scheduler not in SCHEDULERS:
+            raise UserError(f"scheduler: {self.scheduler!r} is not one of {', '.join(SCHEDULERS)}")
+        for name in ("nproc_per_node", "nodes", "cpus_per_node", "memory_gb"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        for name in ("gpus_per_node", "max_retries"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name}: must not be negative, got {getattr(self, name)}")
+        if self.gpus_per_node and self.nproc_per_node > self.gpus_per_node:
+            raise UserError(
+                f"nproc_per_node: {self.nproc_per_node} processes cannot each get one of {self.gpus_per_node} GPUs"
+            )
+        for key in self.env:
+            if _SECRET_LIKE.search(key):
+                raise UserError(
+                    f"env: {key} looks like a secret; pass it through env_secrets (a Kubernetes Secret) "
+                    "or export it where you launch locally"
+                )
+        if self.scheduler == "local_cwd":
+            if self.nodes != 1:
+                raise UserError(f"nodes: local_cwd runs on this machine only, got {self.nodes}; use nproc_per_node")
+            if self.env_secrets:
+                raise UserError("env_secrets: Kubernetes Secrets apply to the kubernetes scheduler only")
+            return
+        if not self.image:
+            raise UserError("image: required for the kubernetes scheduler (the image every pod runs)")
+        if self.shm_size is not None and not _QUANTITY.match(self.shm_size):
+            raise UserError(f"shm_size: {self.shm_size!r} is not a Kubernetes quantity such as 16Gi")
+
+
+def build_app(worker_args: list[str], spec: LaunchSpec, module: str = "mug.cli") -> AppDef:
+    """The torchrun job (`torchrun ... -m module *worker_args` on each node) for `spec`'s scheduler."""
+    import torchx
+    from torchx.components.dist import torchrun
+    from torchx.specs.overlays import JOIN, set_overlay
+
+    spec.validate()
+    # dist.ddp is a deprecated alias (it warns) that forwards to dist.torchrun with the same arguments.
+    app = torchrun(
+        *worker_args,
+        m=module,
+        image=spec.image or torchx.IMAGE,
+        name=spec.name,
+        j=f"{spec.nodes}x{spec.nproc_per_node}",
+        cpu=spec.cpus_per_node,
+        gpu=spec.gpus_per_node,
+        memMB=spec.memory_gb * 1000,  # torchx writes memMB as "<n>M", decimal megabytes
+        env={**_default_env(spec), **spec.env},
+        max_retries=spec.max_retries,
+    )
+    pod: dict[str, list[dict]] = {}
+    if spec.scheduler == "kubernetes" and spec.shm_size:
+        shm = {"name": _TORCHX_SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": spec.shm_size}}
+        pod[JOIN("volumes", on="name")] = [shm]
+    if spec.scheduler == "kubernetes" and spec.env_secrets:
+        # Containers are named per replica (cli-0, cli-1) but the overlay is per role: the image is the one
+        # key they all share. envFrom keeps the values out of the job spec; torchx's env has no secretKeyRef.
+        secrets = [{"secretRef": {"name": name}} for name in spec.env_secrets]
+        pod[JOIN("containers", on="image")] = [{"image": spec.image, "envFrom": secrets}]
+    if pod:
+        set_overlay(app.roles[0], "kubernetes", "V1Pod", {"spec": pod})
+    return app
+
+
+def _default_env(spec: LaunchSpec) -> dict[str, str]:
+    """OMP_NUM_THREADS splits the node's CPUs between its processes: torchrun would otherwise set 1 (and warn),
+    which starves CPU training, while torch's default (all cores per process) oversubscribes. Locally an
+    exported OMP_NUM_THREADS wins, and the interpreter's bin dir goes first on PATH: local_cwd runs `torchrun`
+    from PATH (after the current directory), which must be this environment's even from an unactivated venv."""
+    if spec.scheduler == "kubernetes":
+        return {"OMP_NUM_THREADS": str(max(1, spec.cpus_per_node // spec.nproc_per_node))}
+    env = {"PATH": os.path.dirname(sys.executable)}
+    if "OMP_NUM_THREADS" not in os.environ:
+        env["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // spec.nproc_per_node))
+    return env
+
+
+def launch(worker_args: list[str], spec: LaunchSpec, dryrun: bool = False, module: str = "mug.cli") -> int | str:
+    """Run the job. local_cwd: wait for it with the workers' logs streamed to our stdout/stderr and return its
+    exit code. kubernetes: submit it and return the app handle (`kubernetes://...`). With `dryrun`, submit
+    nothing and return the rendered request (for kubernetes the Volcano Job as YAML)."""
+    from torchx.runner import get_runner
+
+    app = build_app(worker_args, spec, module)
+    cfg = {}
+    if spec.scheduler == "kubernetes":
+        # validate_spec asks the cluster to dry-run the job: only possible when submitting.
+        cfg = {"queue": spec.queue, "namespace": spec.namespace, "validate_spec": not dryrun}
+    with get_runner() as runner:
+        info = runner.dryrun(app, spec.scheduler, cfg=cfg)
+        if dryrun:
+            return str(info)
+        handle = runner.schedule(info)
+        if spec.scheduler == "kubernetes":
+            return handle
+        return _follow(runner, handle, spec.name)
+
+
+def _follow(runner: Runner, handle: str, name: str) -> int:
+    """local_cwd writes each replica's output to files in a log dir (deleted when the runner closes); tail
+    them to our streams until the job ends."""
+    from torchx.schedulers.api import Stream
+    from torchx.specs import AppState
+    from torchx.util.log_tee_helpers import tee_logs
+
+    tees = [
+        tee_logs(sys.stdout, handle, None, runner, should_tail=True, streams=Stream.STDOUT),
+        tee_logs(sys.stderr, handle, None, runner, should_tail=True, streams=Stream.STDERR),
+    ]
+    for tee in tees:
+        tee.start()
+    status = runner.wait(handle, wait_interval=0.5)
+    for tee in tees:
+        tee.join()
+    if status is not None and status.state == AppState.SUCCEEDED:
+        return 0
+    failed = _failed_replicas(status.ui_url) if status is not None else []
+    replicas = ", ".join(f"{replica} (exit code {code})" for replica, code in failed) or "unknown"
+    print(f"{name}: replica {replicas} failed; torchrun's report above names the failing rank", file=sys.stderr)
+    return max(1, failed[0][1]) if failed else 1  # a replica killed by a signal has a negative code
+
+
+def _failed_replicas(ui_url: str) -> list[tuple[str, int]]:
+    """torchx's local status has no per-replica detail; its log dir's SUCCESS file (written whatever the
+    outcome) records each replica's exit code."""
+    with open(os.path.join(ui_url.removeprefix("file://"), "SUCCESS")) as f:
+        roles = json.load(f)["roles"]
+    return [
+        (f"{role}/{replica['replica_id']}", replica["exitcode"])
+        for role, replicas in roles.items()
+        for replica in replicas
+        if replica["exitcode"]
+    ]
