@@ -136,13 +136,25 @@ def launch(worker_args: list[str], spec: LaunchSpec, dryrun: bool = False, modul
         # validate_spec asks the cluster to dry-run the job: only possible when submitting.
         cfg = {"queue": spec.queue, "namespace": spec.namespace, "validate_spec": not dryrun}
     with get_runner() as runner:
-        info = runner.dryrun(app, spec.scheduler, cfg=cfg)
         if dryrun:
-            return str(info)
-        handle = runner.schedule(info)
+            return str(runner.dryrun(app, spec.scheduler, cfg=cfg))
         if spec.scheduler == "kubernetes":
-            return handle
-        return _follow(runner, handle, spec.name)
+            return _submit(runner, app, cfg)
+        return _follow(runner, runner.run(app, spec.scheduler, cfg=cfg), spec.name)
+
+
+def _submit(runner: Runner, app: AppDef, cfg: dict) -> str:
+    """No kubeconfig, an unreachable API server, a spec the cluster rejects: the user's to fix, in one line."""
+    from kubernetes.client.rest import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        return runner.run(app, "kubernetes", cfg=cfg)
+    except (ApiException, HTTPError) as err:
+        reason = str(err).strip().splitlines()[0]
+        raise UserError(f"kubernetes: cannot submit to namespace {cfg['namespace']}: {reason}") from err
+    except ValueError as err:  # torchx's wording for a spec the cluster's dry run rejected or a taken job name
+        raise UserError(f"kubernetes: {err}") from err
 
 
 def _follow(runner: Runner, handle: str, name: str) -> int:
