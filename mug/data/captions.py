@@ -6,7 +6,7 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from mug.data.urls import Urls, expand_shards, open_shard
+from mug.data.urls import Urls, expand_shards, open_shard, shard_error
 from mug.errors import UserError
 from mug.tokenizer import CaptionTokenizer
 
@@ -20,7 +20,7 @@ def iter_captions(urls: Urls) -> Iterator[str]:
                     if member.isfile() and member.name.endswith(".txt"):
                         yield stream.extractfile(member).read().decode("utf-8", errors="replace")
         except (tarfile.TarError, OSError) as err:
-            raise UserError(f"cannot read captions from shard {shard} ({type(err).__name__}: {err})") from err
+            raise UserError(f"cannot read captions from shard {shard} ({shard_error(err)})") from err
 
 
 def train_tokenizer(urls: Urls, out: str | Path, vocab_size: int = 8192, min_frequency: int = 2) -> CaptionTokenizer:

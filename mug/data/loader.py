@@ -31,7 +31,7 @@ from webdataset.tariterators import group_by_keys, tar_file_expander, url_opener
 
 from mug.config import ConfigError
 from mug.data.augment import BadImage, EvalTransform, SimCLRAugment, TrainAugment, normalize
-from mug.data.urls import Urls, expand_shards
+from mug.data.urls import Urls, command_failure, expand_shards, shard_error
 from mug.errors import UserError
 from mug.tokenizer import CaptionTokenizer
 
@@ -217,7 +217,7 @@ class _ShardReader:
             self.failed = True
             reason = "truncated_shard" if self.members else "unreadable_shard"
             self.skips.count(reason)
-            log.warning("%s %s: %s: %s", reason, self.url, exn.__class__.__name__, str(exn)[:300])
+            log.warning("%s %s: %s", reason, self.url, shard_error(command_failure(exn))[:300])
         return True
 
     def _duplicate(self, exn: Exception) -> bool:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from mug.data.urls import Urls, expand_shards, open_shard
+from mug.data.urls import Urls, expand_shards, open_shard, shard_error
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -152,7 +152,7 @@ def scan_shard(path: str) -> ShardScan:
                 _add_sample(scan.columns, key, files)
     except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
         # The sample being read when the stream broke may be incomplete; the ones before it are whole.
-        scan.error = f"{type(err).__name__}: {err}"
+        scan.error = shard_error(err)
     scan.seconds = time.perf_counter() - start
     return scan
 

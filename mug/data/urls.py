@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlparse
 
 import webdataset as wds
+from webdataset.gopen import Pipe
 from webdataset.shardlists import expand_urls
 
 from mug.errors import UserError
 
 Urls = str | os.PathLike | Sequence[str | os.PathLike]
+
+# webdataset runs `pipe:` commands, and curl for http(s), and reports a failure as the repr of the command's
+# arguments and its exit status: say what that status means instead.
+_PIPE_EXIT = re.compile(r": exit (\d+) \((?:read|write)\)")
+_CURL_MEANS = {
+    6: "cannot resolve the host",
+    7: "cannot connect to the server",
+    22: "the server answered with an HTTP error (404 Not Found or another status >= 400)",
+    28: "timed out",
+    35: "TLS handshake failed",
+    56: "the connection broke while receiving",
+}
 
 
 def expand_shards(urls: Urls) -> list[str]:
@@ -55,3 +69,35 @@ def open_shard(url: str | os.PathLike) -> BinaryIO:
     if scheme in ("", "file"):
         return open(urlparse(url).path if scheme == "file" else url, "rb")
     return wds.gopen(url, "rb")
+
+
+def shard_name(url: str | os.PathLike) -> str:
+    """How a report names a shard: a local one by its file name, a remote one by its whole URL."""
+    return str(url) if urlparse(str(url)).scheme not in ("", "file") else Path(url).name
+
+
+def command_failure(err: Exception) -> Exception:
+    """The failed `pipe:` command (or curl) behind `err`, when webdataset attached its stream to `err.args`.
+
+    A command that fails before writing (a 404, a missing object) gives tarfile an empty stream, and whether
+    webdataset has noticed the exit status by then is a race; closing the stream waits for the status.
+    """
+    for arg in err.args:
+        if isinstance(arg, Pipe):
+            try:
+                arg.close()
+            except OSError as status:
+                return status
+    return err
+
+
+def shard_error(err: Exception) -> str:
+    """Why a shard could not be read, in one line without the stream objects webdataset appends to `err.args`."""
+    message = err.args[0] if len(err.args) > 1 and isinstance(err.args[0], str) else str(err)
+    status = _PIPE_EXIT.search(message)
+    if status and "['curl'," in message:
+        code = int(status.group(1))
+        message = f"{_CURL_MEANS.get(code, 'curl failed')} (curl exit {code})"
+    elif status:
+        message = f"the command exited with status {status.group(1)}"
+    return f"{type(err).__name__}: {message}"

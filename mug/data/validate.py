@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from mug.data.scan import ShardScan, scan_shards
-from mug.data.urls import Urls
+from mug.data.urls import Urls, shard_name
 from mug.errors import UserError
 
 if TYPE_CHECKING:
@@ -280,7 +280,7 @@ def _examples(name: str, check: Check, frame: pd.DataFrame) -> list[dict[str, st
         bad = ~column.between(-math.inf if lo is None else lo, math.inf if hi is None else hi)
     rows = frame.loc[bad.fillna(False).astype(bool), ["key", "shard", rule.shows]].head(MAX_EXAMPLES)
     return [
-        {"key": k, "shard": Path(s).name, "value": str(v) if str(v) else "(empty)"}
+        {"key": k, "shard": shard_name(s), "value": str(v) if str(v) else "(empty)"}
         for k, s, v in rows.itertuples(index=False)
     ]
 
@@ -290,7 +290,7 @@ def _check_shards(threshold: dict[str, float], shards: list[ShardScan]) -> Check
     passed = len(bad) <= threshold["max"]
     note = ""
     if bad:
-        note = f"{Path(bad[0].path).name}: {bad[0].error}" + (f"; {len(bad) - 1} more" if len(bad) > 1 else "")
+        note = f"{shard_name(bad[0].path)}: {bad[0].error}" + (f"; {len(bad) - 1} more" if len(bad) > 1 else "")
     return Check("unreadable_shards", EXPECTATIONS["shards"], len(bad), threshold, passed, note=note)
 
 
