@@ -1,0 +1,1 @@
+"""Frozen-encoder transfer evaluation of any checkpoint: probes, kNN, captions, zero-shot, reconstruction."""
