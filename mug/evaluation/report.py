@@ -1,0 +1,204 @@
+"""report.html: one standalone page a person reads instead of metrics.json.
+
+Figures are drawn with matplotlib's object API (no pyplot, so no global backend state) and embedded as base64
+PNGs, as are the reconstruction strips and caption thumbnails; the page loads nothing from anywhere. The layout
+and style are the data gate's report's (`mug.data.report`).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image
+
+from mug.data.report import _STYLE
+
+if TYPE_CHECKING:
+    from mug.evaluation.evaluate import Evaluation
+
+METHODS = ("probe_cls", "probe_mean", "knn_cls", "knn_mean", "zero_shot")
+COLOURS = ("#3b5bdb", "#91a7ff", "#2b8a3e", "#8ce99a", "#e67700")
+_EXTRA_STYLE = """
+h1 { font-size: 1.5em; margin-bottom: 0.2em; } .plot { max-width: 100%; }
+img.pixels { image-rendering: pixelated; } .strips img { display: block; margin: 0 0 6px; }
+td.caption { font-family: ui-monospace, monospace; font-size: 0.9em; } tr.match td.caption { color: #2e7d32; }
+.note { background: #fff8e1; padding: 0.5em 0.8em; border-radius: 4px; }
+"""
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def figure_uri(fig: Figure) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return _data_uri(buffer.getvalue())
+
+
+def image_tag(image: Image.Image, scale: int, alt: str) -> str:
+    """An <img> of a small picture blown up `scale` times with hard pixel edges (the browser scales it)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    w, h = image.size
+    uri = _data_uri(buffer.getvalue())
+    return f'<img class="pixels" src="{uri}" width="{w * scale}" height="{h * scale}" alt="{html.escape(alt)}">'
+
+
+def _tasks(ev: Evaluation) -> list[str]:
+    """Label names with results, in report order, then "digits"."""
+    labels = [name.split("/", 1)[1] for name in ev.metrics if name.startswith("probe_cls/")]
+    return labels + (["digits"] if "digits/probe_cls" in ev.metrics else [])
+
+
+def _metric(ev: Evaluation, method: str, task: str) -> float | None:
+    return ev.metrics.get(f"digits/{method}" if task == "digits" else f"{method}/{task}")
+
+
+def accuracy_table(ev: Evaluation) -> str:
+    methods = [m for m in METHODS if any(_metric(ev, m, t) is not None for t in _tasks(ev))]
+    head = "".join(f"<th>{m}</th>" for m in methods)
+    rows = []
+    for task in _tasks(ev):
+        cells = "".join(
+            f'<td class="num">{"&mdash;" if (v := _metric(ev, m, task)) is None else f"{v:.1%}"}</td>' for m in methods
+        )
+        rows.append(f'<tr><td><b>{html.escape(task)}</b></td>{cells}<td class="num">{ev.chance[task]:.1%}</td></tr>')
+    return f"<table><tr><th>task</th>{head}<th>majority class</th></tr>{''.join(rows)}</table>"
+
+
+def other_metrics_table(ev: Evaluation) -> str:
+    rows = "".join(
+        f'<tr><td><code>{html.escape(k)}</code></td><td class="num">{v:.4g}</td></tr>'
+        for k, v in ev.metrics.items()
+        if k.startswith(("caption/", "recon/"))
+    )
+    return f"<table><tr><th>metric</th><th>value</th></tr>{rows}</table>" if rows else ""
+
+
+def accuracy_bars(ev: Evaluation) -> Figure:
+    """Grouped bars: one group per task, one bar per method, a black tick at the majority-class rate."""
+    tasks = _tasks(ev)
+    methods = [m for m in METHODS if any(_metric(ev, m, t) is not None for t in tasks)]
+    fig = Figure(figsize=(max(6.0, 1.3 * len(tasks)), 3.4))
+    ax = fig.subplots()
+    width = 0.8 / len(methods)
+    x = np.arange(len(tasks))
+    for i, method in enumerate(methods):
+        values = [_metric(ev, method, t) for t in tasks]
+        heights = [np.nan if v is None else v for v in values]
+        ax.bar(x - 0.4 + width * (i + 0.5), heights, width, label=method, color=COLOURS[METHODS.index(method)])
+    ax.hlines([ev.chance[t] for t in tasks], x - 0.42, x + 0.42, colors="black", linewidth=1.5, label="majority class")
+    ax.set_xticks(x, tasks)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("top-1 accuracy (held-out half)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncols=len(methods) + 1, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    return fig
+
+
+def confusion_figure(ev: Evaluation) -> Figure:
+    """One small heat map per confusion matrix, rows normalised (each row: where that class's samples went)."""
+    names = list(ev.confusion)
+    cols = min(4, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig = Figure(figsize=(3.3 * cols, 3.2 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax, name in zip(axes, names, strict=False):
+        labels, matrix = ev.confusion[name]["labels"], np.array(ev.confusion[name]["matrix"])
+        share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+        ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        ticks = np.arange(len(labels))
+        ax.set_xticks(ticks, labels, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(ticks, labels, fontsize=7)
+        if len(labels) <= 10:
+            for (r, c), count in np.ndenumerate(matrix):
+                ink = "white" if share[r, c] > 0.6 else "black"
+                if count:
+                    ax.text(c, r, count, ha="center", va="center", fontsize=6, color=ink)
+        ax.set_title(f"{name}  ({ev.metrics.get(name, float('nan')):.0%})", fontsize=9)
+        ax.set_xlabel("predicted", fontsize=7)
+        ax.set_ylabel("true", fontsize=7)
+    for ax in axes[len(names) :]:
+        ax.set_axis_off()
+    return fig
+
+
+def loss_figure(history: list[dict]) -> Figure:
+    keys = sorted({k for row in history for k in row if k.startswith("loss")}, key=lambda k: (k != "loss", k))
+    fig = Figure(figsize=(7, 3.2))
+    ax = fig.subplots()
+    for key in keys:
+        points = [(row["step"], row[key]) for row in history if isinstance(row.get(key), int | float)]
+        steps, values = zip(*points, strict=True)
+        ax.plot(steps, values, label=key, linewidth=1.8 if key == "loss" else 1.0)
+    if all(row[k] > 0 for row in history for k in keys if isinstance(row.get(k), int | float)):
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _captions_section(ev: Evaluation) -> str:
+    if not ev.captions:
+        return ""
+    rows = "".join(
+        f'<tr class="{"match" if hyp.split() == ref.split() else ""}"><td>{image_tag(img, 2, ref)}</td>'
+        f'<td class="caption">{html.escape(hyp) or "<i>(empty)</i>"}</td>'
+        f'<td class="caption">{html.escape(ref)}</td></tr>'
+        for img, hyp, ref in ev.captions
+    )
+    return (
+        "<h2>Captions</h2><p class='meta'>Greedy captions from BOS, read from a seeded masked encoding (the "
+        "training mask ratio); green where they equal the reference.</p>"
+        f"<table><tr><th>image</th><th>generated</th><th>reference</th></tr>{rows}</table>"
+    )
+
+
+def _strips_section(ev: Evaluation) -> str:
+    if not ev.strips:
+        return ""
+    scale = max(1, 192 // ev.strips[0].height)
+    strips = "".join(image_tag(strip, scale, "reconstruction strip") for strip in ev.strips)
+    return (
+        "<h2>Reconstructions</h2><p class='meta'>masked input | masked + reconstruction | reconstruction "
+        f"(seeded masks)</p><div class='strips'>{strips}</div>"
+    )
+
+
+def render_html(ev: Evaluation) -> str:
+    title = f"Evaluation of a '{ev.objective}' checkpoint"
+    meta = (
+        f"checkpoint <code>{html.escape(ev.checkpoint)}</code>; {ev.samples:,} eval samples from "
+        f"<code>{html.escape(' '.join(ev.data))}</code>; {ev.digit_samples:,} digit images"
+    )
+    notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in ev.notes)
+    parts = [
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>',
+        f"<style>{_STYLE}{_EXTRA_STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
+        f'<p class="meta">{meta}</p>{notes}',
+        "<h2>Frozen-encoder accuracy</h2><p class='meta'>Each task: a seeded 50/50 stratified split; linear probe "
+        "(logistic regression on standardised features) and kNN (cosine, k = 20, T = 0.07) on the CLS token and "
+        "on the mean patch token of the unmasked image.</p>",
+        accuracy_table(ev),
+        f'<img class="plot" src="{figure_uri(accuracy_bars(ev))}" alt="accuracy per task">',
+        other_metrics_table(ev),
+        "<h2>Confusion matrices</h2>",
+        f'<img class="plot" src="{figure_uri(confusion_figure(ev))}" alt="confusion matrices">',
+        _captions_section(ev),
+        _strips_section(ev),
+        "<h2>Training loss</h2>",
+        f'<img class="plot" src="{figure_uri(loss_figure(ev.history))}" alt="training loss">'
+        if ev.history
+        else "<p>no training history (the checkpoint has no history.jsonl)</p>",
+        "</body></html>\n",
+    ]
+    return "".join(parts)
