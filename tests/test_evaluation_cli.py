@@ -86,8 +86,8 @@ def test_evaluate_writes_metrics_confusion_and_a_standalone_report(tmp_path, cor
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "<link" not in page and "<script" not in page
     assert ("no training history" in page) == (name == "simclr")
-    assert ("Reconstructions" in page) == (name in ("mae", "mug"))
-    assert ("Captions" in page) == (name == "mug")
+    assert ("<h2>Reconstructions</h2>" in page) == (name in ("mae", "mug"))
+    assert ("<h2>Captions</h2>" in page) == (name == "mug")
 
 
 def _one_line_error(capsys) -> str:

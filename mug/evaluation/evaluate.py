@@ -17,7 +17,6 @@ seeded 50/50 stratified split; digits get one too. confusion.json holds, under t
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,15 +29,17 @@ from mug.checkpoint import CheckpointError, load_checkpoint
 from mug.data.loader import LoaderConfig, make_loader
 from mug.data.report import _write_atomic
 from mug.errors import UserError
-from mug.evaluation.digits import digit_images
+from mug.evaluation.digits import digit_images, to_model_input
 from mug.evaluation.features import POOLS, FeatureBank, digit_features
 from mug.evaluation.masked import MaskedPass
 from mug.evaluation.probes import accuracy, confusion, knn, linear_probe, split
+from mug.evaluation.report import render_html
 from mug.evaluation.zero_shot import PromptGrid, clip_scores
-from mug.models import MaskedGenerative
+from mug.image import to_pil
+from mug.models import MaskedGenerative, Objective
 from mug.models.objectives import CLIP
+from mug.tokenizer import CaptionTokenizer
 
-log = logging.getLogger("mug.evaluation")
 HISTORY = "history.jsonl"
 
 
@@ -67,7 +68,8 @@ class Evaluation:
     chance: dict[str, float] = field(default_factory=dict)  # per label and "digits": majority class on the test half
     notes: list[str] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
-    strips: list[Image.Image] = field(default_factory=list)
+    strips: list[tuple[Image.Image, Image.Image]] = field(default_factory=list)  # (original, strip)
+    digits: list[Image.Image] = field(default_factory=list)  # one image per digit, as the model sees it
     captions: list[tuple[Image.Image, str, str]] = field(default_factory=list)
 
 
@@ -127,7 +129,15 @@ def _label_arrays(labels: list[dict | None]) -> dict[str, np.ndarray]:
     return {name: np.array([value(item, name) for item in labels], dtype=object) for name in names}
 
 
-def _read_eval_set(model, tokenizer, data_urls, device, opts: EvalOptions, grid: PromptGrid):
+def _read_eval_set(
+    model: Objective,
+    tokenizer: CaptionTokenizer | None,
+    data_urls: list[str],
+    device: torch.device,
+    opts: EvalOptions,
+    grid: PromptGrid,
+) -> tuple[FeatureBank, MaskedPass | None, list[dict | None]]:
+    """One pass over the eval shards (at most `opts.max_samples`): features, the masked pass, the labels."""
     inputs = ("image", "tokens") if getattr(model, "caption_decoder", None) is not None else ("image",)
     loader = make_loader(
         LoaderConfig(
@@ -188,14 +198,13 @@ def run_evaluation(checkpoint_dir: str | Path, data_urls: list[str], opts: EvalO
     zero_shot = None
     if masked is not None:
         ev.metrics.update(masked.metrics())
-        ev.strips, ev.captions = masked.strips, masked.caption_examples()
+        ev.strips, ev.captions = masked.strip_examples(), masked.caption_examples()
         scores = masked.scores()
         zero_shot = grid.predict(scores) if scores is not None else None
     elif isinstance(model, CLIP):
         pooled = torch.from_numpy(features[model.cfg.objective.pool]).to(device)
         prompts = tokenizer.encode(list(grid.prompts), model.cfg.text.context_length)
-        with torch.no_grad():
-            zero_shot = grid.predict(clip_scores(model, pooled, prompts).cpu().numpy())
+        zero_shot = grid.predict(clip_scores(model, pooled, prompts).cpu().numpy())
 
     for label, values in _label_arrays(labels).items():
         have = np.flatnonzero(values != None)  # noqa: E711 (elementwise over an object array)
@@ -211,6 +220,8 @@ def run_evaluation(checkpoint_dir: str | Path, data_urls: list[str], opts: EvalO
     if not any(labels):
         ev.notes.append("the eval samples carry no labels: only digits, captions and reconstruction are measured")
 
+    first = np.unique(digit_labels, return_index=True)[1]  # one image of each digit
+    ev.digits = [to_pil(image) for image in to_model_input(digits[first], model.cfg.encoder.img_size)]
     digit_feats = digit_features(model.encoder, digits, opts.batch_size, device, opts.progress)
     _transfer(ev, "digits", digit_feats, digit_labels, opts.seed)
     return ev
@@ -220,8 +231,6 @@ def evaluate_checkpoint(
     checkpoint_dir: str | Path, data_urls: list[str], out_dir: str | Path, opts: EvalOptions | None = None
 ) -> dict[str, float]:
     """Evaluate, write metrics.json, confusion.json and report.html to `out_dir`; returns the metrics."""
-    from mug.evaluation.report import render_html
-
     ev = run_evaluation(checkpoint_dir, data_urls, opts or EvalOptions())
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -23,8 +23,8 @@ from mug.tokenizer import CaptionTokenizer
 
 
 class MaskedPass:
-    """Accumulates the masked pass batch by batch; `metrics()` at the end. Keeps the first `examples` images'
-    reconstruction strips and (thumbnail, generated, reference) captions for the report."""
+    """Accumulates the masked pass batch by batch; `metrics()` at the end. Keeps the first `examples` images,
+    their reconstruction strips and their generated captions for the report."""
 
     def __init__(
         self,
@@ -41,8 +41,8 @@ class MaskedPass:
         self.hypotheses: list[str] = []
         self.references: list[str] = []
         self.prompt_scores: list[np.ndarray] = []
+        self.originals: list[Image.Image] = []
         self.strips: list[Image.Image] = []
-        self.thumbnails: list[Image.Image] = []
         captions = model.caption_decoder is not None
         self.prompts = prefix_tokens(tokenizer, grid.prompts, model.cfg.text.context_length) if captions else None
 
@@ -52,6 +52,7 @@ class MaskedPass:
         noise = torch.rand(len(images), cfg.encoder.num_patches, generator=self.noise).to(images.device)
         enc = model.encoder(images, cfg.objective.mask_ratio, noise)
         self.samples += len(images)
+        self.originals += [to_pil(image) for image in images[: self.examples - len(self.originals)]]
         if model.pixel_decoder is not None:
             pred = model.pixel_decoder(enc.latent, enc.ids_restore)
             mse = masked_patch_mse(pred, images, enc.mask, cfg.encoder.patch_size, cfg.pixel_decoder.norm_pix_loss)
@@ -61,9 +62,9 @@ class MaskedPass:
                 strip = reconstruction_strip(model, images[i], enc.latent[one], enc.mask[one], enc.ids_restore[one])
                 self.strips.append(strip)
         if model.caption_decoder is not None:
-            self._captions(images, tokens.to(images.device), enc.latent)
+            self._captions(tokens.to(images.device), enc.latent)
 
-    def _captions(self, images: torch.Tensor, tokens: torch.Tensor, latent: torch.Tensor) -> None:
+    def _captions(self, tokens: torch.Tensor, latent: torch.Tensor) -> None:
         decoder, tok = self.model.caption_decoder, self.tokenizer
         memory = decoder.project_memory(latent)
         logprob, count = sequence_logprob(decoder, tokens, memory, decoder.cfg.pad_id)
@@ -74,8 +75,6 @@ class MaskedPass:
         self.hypotheses += [tok.decode(row) for row in ids]
         self.references += [tok.decode(row.tolist()) for row in tokens]  # as the model sees them: truncated
         self.prompt_scores.append(caption_scores(decoder, memory, self.prompts).cpu().numpy())
-        for i in range(min(len(images), self.examples - len(self.thumbnails))):
-            self.thumbnails.append(to_pil(images[i]))
 
     def metrics(self) -> dict[str, float]:
         out = {}
@@ -88,8 +87,13 @@ class MaskedPass:
             out["caption/cider"] = cider_d(self.hypotheses, refs)
         return out
 
+    def strip_examples(self) -> list[tuple[Image.Image, Image.Image]]:
+        """(original, strip) of the first images."""
+        return list(zip(self.originals, self.strips, strict=False))
+
     def caption_examples(self) -> list[tuple[Image.Image, str, str]]:
-        return list(zip(self.thumbnails, self.hypotheses, self.references, strict=False))  # thumbnails: the first few
+        """(original, generated, reference) of the first images."""
+        return list(zip(self.originals, self.hypotheses, self.references, strict=False))
 
     def scores(self) -> np.ndarray | None:
         """Zero-shot prompt scores [N, P] of every sample, None without a caption decoder."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from PIL import Image
 
 from mug.data.report import _STYLE
@@ -23,10 +24,18 @@ if TYPE_CHECKING:
     from mug.evaluation.evaluate import Evaluation
 
 METHODS = ("probe_cls", "probe_mean", "knn_cls", "knn_mean", "zero_shot")
+OTHER_METRICS = {
+    "caption/perplexity": "exp of the mean token NLL of the eval captions (lower is better)",
+    "caption/bleu4": "corpus BLEU-4 of greedy captions against the eval captions (0 to 1)",
+    "caption/cider": "CIDEr-D of the same captions (0 to 10)",
+    "recon/mse": "the model's reconstruction loss on masked patches (norm-pix targets if trained so)",
+}
 COLOURS = ("#3b5bdb", "#91a7ff", "#2b8a3e", "#8ce99a", "#e67700")
 _EXTRA_STYLE = """
 h1 { font-size: 1.5em; margin-bottom: 0.2em; } .plot { max-width: 100%; }
-img.pixels { image-rendering: pixelated; } .strips img { display: block; margin: 0 0 6px; }
+img.pixels { image-rendering: pixelated; } table.narrow { width: auto; } td.best { font-weight: 700; }
+.strips { display: flex; flex-wrap: wrap; gap: 10px 28px; } .strips figure { display: flex; gap: 10px; }
+.digits { display: flex; gap: 4px; margin-bottom: 1em; }
 td.caption { font-family: ui-monospace, monospace; font-size: 0.9em; } tr.match td.caption { color: #2e7d32; }
 .note { background: #fff8e1; padding: 0.5em 0.8em; border-radius: 4px; }
 """
@@ -66,8 +75,11 @@ def accuracy_table(ev: Evaluation) -> str:
     head = "".join(f"<th>{m}</th>" for m in methods)
     rows = []
     for task in _tasks(ev):
+        values = [_metric(ev, m, task) for m in methods]
+        best = max(v for v in values if v is not None)
         cells = "".join(
-            f'<td class="num">{"&mdash;" if (v := _metric(ev, m, task)) is None else f"{v:.1%}"}</td>' for m in methods
+            '<td class="num">&mdash;</td>' if v is None else f'<td class="num{" best" * (v == best)}">{v:.1%}</td>'
+            for v in values
         )
         rows.append(f'<tr><td><b>{html.escape(task)}</b></td>{cells}<td class="num">{ev.chance[task]:.1%}</td></tr>')
     return f"<table><tr><th>task</th>{head}<th>majority class</th></tr>{''.join(rows)}</table>"
@@ -75,11 +87,16 @@ def accuracy_table(ev: Evaluation) -> str:
 
 def other_metrics_table(ev: Evaluation) -> str:
     rows = "".join(
-        f'<tr><td><code>{html.escape(k)}</code></td><td class="num">{v:.4g}</td></tr>'
-        for k, v in ev.metrics.items()
-        if k.startswith(("caption/", "recon/"))
+        f'<tr><td><code>{name}</code></td><td class="num">{ev.metrics[name]:.4g}</td><td>{meaning}</td></tr>'
+        for name, meaning in OTHER_METRICS.items()
+        if name in ev.metrics
     )
-    return f"<table><tr><th>metric</th><th>value</th></tr>{rows}</table>" if rows else ""
+    if not rows:
+        return ""
+    return (
+        "<h2>Captions and reconstruction</h2>"
+        f'<table class="narrow"><tr><th>metric</th><th>value</th><th>what it is</th></tr>{rows}</table>'
+    )
 
 
 def accuracy_bars(ev: Evaluation) -> Figure:
@@ -140,6 +157,9 @@ def loss_figure(history: list[dict]) -> Figure:
         ax.plot(steps, values, label=key, linewidth=1.8 if key == "loss" else 1.0)
     if all(row[k] > 0 for row in history for k in keys if isinstance(row.get(k), int | float)):
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))  # labelled 0.5, 1, 2, 5, not 5 x 10^-1
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
     ax.grid(alpha=0.3)
@@ -166,12 +186,23 @@ def _captions_section(ev: Evaluation) -> str:
 def _strips_section(ev: Evaluation) -> str:
     if not ev.strips:
         return ""
-    scale = max(1, 192 // ev.strips[0].height)
-    strips = "".join(image_tag(strip, scale, "reconstruction strip") for strip in ev.strips)
-    return (
-        "<h2>Reconstructions</h2><p class='meta'>masked input | masked + reconstruction | reconstruction "
-        f"(seeded masks)</p><div class='strips'>{strips}</div>"
+    scale = max(1, 96 // ev.strips[0][1].height)  # two strips a row on a 1100 px page
+    figures = "".join(
+        f"<figure>{image_tag(original, scale, 'image')}{image_tag(strip, scale, 'reconstruction strip')}</figure>"
+        for original, strip in ev.strips
     )
+    return (
+        "<h2>Reconstructions</h2><p class='meta'>image | masked input | masked + reconstruction | reconstruction "
+        f"(seeded masks at the training ratio)</p><div class='strips'>{figures}</div>"
+    )
+
+
+def _digits_row(ev: Evaluation) -> str:
+    if not ev.digits:
+        return ""
+    scale = max(1, 64 // ev.digits[0].height)
+    images = "".join(image_tag(digit, scale, "digit") for digit in ev.digits)
+    return f"<p class='meta'>The digits as the encoder sees them:</p><div class='digits'>{images}</div>"
 
 
 def render_html(ev: Evaluation) -> str:
@@ -190,6 +221,7 @@ def render_html(ev: Evaluation) -> str:
         "on the mean patch token of the unmasked image.</p>",
         accuracy_table(ev),
         f'<img class="plot" src="{figure_uri(accuracy_bars(ev))}" alt="accuracy per task">',
+        _digits_row(ev),
         other_metrics_table(ev),
         "<h2>Confusion matrices</h2>",
         f'<img class="plot" src="{figure_uri(confusion_figure(ev))}" alt="confusion matrices">',
