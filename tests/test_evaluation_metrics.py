@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from mug.evaluation.captions import bleu4, cider_d, perplexity, sequence_logprob
+from mug.evaluation.digits import digit_images, to_model_input
 from mug.evaluation.probes import accuracy, confusion, knn, linear_probe, split
 from mug.evaluation.zero_shot import PromptGrid
 
@@ -110,3 +111,13 @@ def test_zero_shot_marginalises_the_other_slots():
     scores = np.log(np.array([[0.3, 0.3, 0.4, 1e-9]]))
     predicted = grid.predict(scores)
     assert predicted["size"].tolist() == ["small"] and predicted["colour"].tolist() == ["red"]
+
+
+def test_digits_subset_is_balanced_and_upsampled_like_eval_images():
+    images, labels = digit_images(max_samples=100, seed=0)
+    assert images.shape == (100, 3, 8, 8) and images.dtype == torch.uint8
+    assert np.unique(labels, return_counts=True)[1].tolist() == [10] * 10
+    assert images.float().mean() > 128  # dark ink on white paper
+    batch = to_model_input(images[:2], 32)
+    assert batch.shape == (2, 3, 32, 32) and batch.dtype == torch.float32
+    assert np.array_equal(digit_images(100, seed=0)[1], labels)
