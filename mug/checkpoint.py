@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -32,8 +33,10 @@ def save_checkpoint(
     model: Objective,
     tokenizer: CaptionTokenizer | None = None,
     metadata: dict | None = None,
+    extra: Callable[[Path], None] | None = None,
 ) -> Path:
-    """Write weights, config (+ metadata) and tokenizer to `directory`, replacing it atomically."""
+    """Write weights, config (+ metadata) and tokenizer to `directory`, replacing it atomically; `extra` writes
+    further files (a trainer's state) into the directory before it is moved into place."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
@@ -42,6 +45,8 @@ def save_checkpoint(
         (tmp / CONFIG).write_text(json.dumps({"model": model.cfg.to_dict(), "metadata": metadata or {}}, indent=2))
         if tokenizer is not None:
             tokenizer.save(tmp / TOKENIZER)
+        if extra is not None:
+            extra(tmp)
         old = directory.with_name(f".{directory.name}.old")
         if directory.exists():
             os.replace(directory, old)

@@ -1,4 +1,4 @@
-"""Caption tokenizer: a WordPiece model trained on the corpus' captions with HF `tokenizers`.
+"""Caption tokenizer: a WordPiece model learned from the corpus' captions, run by HF `tokenizers`.
 
 Stored as a plain `tokenizer.json`, so any HF tokenizer file (bert-base-uncased's, say) drops in: the special
 tokens are looked up by name ([BOS]/[EOS] as we train them, or BERT's [CLS]/[SEP]).
@@ -6,11 +6,12 @@ tokens are looked up by name ([BOS]/[EOS] as we train them, or BERT's [CLS]/[SEP
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 from mug.errors import UserError
 
@@ -42,18 +43,30 @@ class CaptionTokenizer:
 
     @classmethod
     def train(cls, captions: Iterable[str], vocab_size: int = 8000, min_frequency: int = 2) -> CaptionTokenizer:
-        """BERT-style uncased WordPiece learned from the captions (empty ones are skipped)."""
-        texts = [c for c in captions if c and c.strip()]
-        if not texts:
-            raise UserError("no non-empty captions to train the tokenizer on")
-        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        """BERT-style uncased WordPiece vocabulary learned from the captions (empty ones are skipped): the
+        special tokens, every character (word-initial and `##` continuation) and the most frequent words.
+
+        Learned here rather than with HF's WordPiece trainer, whose merges break ties in hash-map order that
+        changes from process to process: the same captions must give the same tokenizer.json (a DVC output)
+        and the same token ids (an exactly resumed run retrains nothing different). Rare words fall back to
+        characters."""
+        tok = Tokenizer(models.WordPiece({"[UNK]": 0}, unk_token="[UNK]"))
         tok.normalizer = normalizers.BertNormalizer(lowercase=True)
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tok.decoder = decoders.WordPiece()
-        trainer = trainers.WordPieceTrainer(
-            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS, show_progress=False
-        )
-        tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+        words: Counter[str] = Counter()
+        for caption in captions:
+            if caption and caption.strip():
+                words.update(w for w, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(caption)))
+        if not words:
+            raise UserError("no non-empty captions to train the tokenizer on")
+        alphabet = sorted({ch for word in words for ch in word})
+        pieces = SPECIAL_TOKENS + alphabet + [f"##{ch}" for ch in alphabet]
+        known = set(pieces)
+        frequent = [w for w, n in sorted(words.items(), key=lambda kv: (-kv[1], kv[0])) if n >= min_frequency]
+        frequent = [w for w in frequent if w not in known][: max(0, vocab_size - len(pieces))]
+        tok.model = models.WordPiece({t: i for i, t in enumerate(pieces + frequent)}, unk_token="[UNK]")
+        tok.add_special_tokens(SPECIAL_TOKENS)
         return cls(tok)
 
     @classmethod

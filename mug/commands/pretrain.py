@@ -1,0 +1,144 @@
+"""`mug pretrain`: train an objective on web shards here, or launch the same run through torchx."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+
+# Flags that set a TrainConfig field directly (dest == field name); anything else goes through --set.
+_FIELDS = (
+    ("--objective", str, "mae, simclr, clip or mug (default: mug)"),
+    ("--preset", str, "model size: tiny, small or base (default: tiny)"),
+    ("--steps", int, "optimiser steps (default: 1000)"),
+    ("--batch-size", int, "samples per process and micro-step (default: 64)"),
+    ("--accum-steps", int, "micro-steps per optimiser step (default: 1)"),
+    ("--base-lr", float, "lr = base_lr x global batch / 256 (default: 1.5e-4)"),
+    ("--warmup-steps", int, "linear warm-up steps (default: 5%% of --steps)"),
+    ("--precision", str, "fp32, bf16 (autocast, CPU or GPU) or fp16 (GPU, with a grad scaler)"),
+    ("--device", str, "auto (default), cpu, cuda or cuda:N"),
+    ("--num-workers", int, "data-loading processes per training process (default: 2)"),
+    ("--epoch-samples", int, "samples per epoch over all ranks (set it under DDP and for long runs)"),
+    ("--ckpt-every", int, "checkpoint every K steps (default: 500) and at the end"),
+    ("--keep-last", int, "training checkpoints kept (default: 2)"),
+    ("--log-every", int, "log losses, lr and images/s every K steps (default: 10)"),
+    ("--sample-every", int, "log a reconstruction and a generated caption every K steps to W&B (0: never)"),
+    ("--tokenizer", str, "tokenizer.json for text objectives (default: train one on the shards' captions)"),
+    ("--seed", int, "seed of weights, masks and data order (default: 0)"),
+    ("--wandb", str, "W&B mode: offline (default; `wandb sync` later), online or disabled"),
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pretrain",
+        help="pre-train an encoder with mae, simclr, clip or mug on web shards",
+        description="Train one of the four objectives on img2dataset shards. Settings come from the defaults, "
+        "then --config FILE.yaml, then the flags and --set KEY=VALUE (the later wins). Checkpoints go to "
+        "OUT/checkpoints/step-N (resumable with --resume), the final model to OUT/model, the loss history to "
+        "OUT/history.jsonl and the run's figures to OUT/summary.json. With --nproc N or --scheduler kubernetes "
+        "the run is launched through torchx (torchrun locally, a Volcano job on Kubernetes).",
+        epilog="example: mug pretrain --objective mug --preset tiny --data 'data/train/{00000..00002}.tar' "
+        "--steps 200 --out runs/mug-tiny",
+    )
+    p.add_argument("--data", nargs="+", help="shard paths, folders, brace patterns, pipe: or http(s) URLs")
+    p.add_argument("--out", help="run directory (default: runs/pretrain)")
+    p.add_argument("--config", help="YAML/JSON file of settings (any field of mug.train.config.TrainConfig)")
+    for flag, kind, text in _FIELDS:
+        p.add_argument(flag, type=kind, help=text)
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any setting, e.g. --set clip_grad=0 --set model.encoder.depth=4 --set model.objective.w_cap=0.5",
+    )
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUT/checkpoints")
+
+    launch = p.add_argument_group("launching through torchx")
+    launch.add_argument("--nproc", type=int, default=1, help="processes per node (DDP; gloo on CPU, nccl on GPU)")
+    launch.add_argument(
+        "--scheduler", default="local_cwd", choices=("local_cwd", "kubernetes"), help="where (default: local_cwd)"
+    )
+    launch.add_argument("--image", help="container image (kubernetes)")
+    launch.add_argument("--nodes", type=int, default=1, help="nodes (kubernetes; default: 1)")
+    launch.add_argument("--gpus-per-node", type=int, default=0, help="GPUs per node (kubernetes)")
+    launch.add_argument("--queue", default="default", help="Volcano queue (kubernetes)")
+    launch.add_argument("--namespace", default="default", help="Kubernetes namespace")
+    launch.add_argument("--cpus-per-node", type=int, default=8, help="CPUs per pod (kubernetes; default: 8)")
+    launch.add_argument("--memory-gb", type=int, default=32, help="memory per pod in GB (kubernetes; default: 32)")
+    launch.add_argument("--shm-size", help="cap on the pod's memory-backed /dev/shm, e.g. 16Gi (default: none)")
+    launch.add_argument(
+        "--env-secret",
+        action="append",
+        default=[],
+        metavar="SECRET",
+        help="Kubernetes Secret whose keys become environment variables (e.g. one holding WANDB_API_KEY)",
+    )
+    launch.add_argument("--dryrun", action="store_true", help="print the request torchx would submit, and stop")
+    p.set_defaults(func=run)
+
+
+def train_config_from_args(args: argparse.Namespace):
+    from mug.config import parse_overrides
+    from mug.train.config import load_train_config
+
+    overrides = parse_overrides(args.set)
+    for name in ["data", "out", "compile"] + [flag[2:].replace("-", "_") for flag, _, _ in _FIELDS]:
+        value = getattr(args, name)
+        if value is not None:
+            overrides[name] = value
+    return load_train_config(args.config, overrides)
+
+
+def worker_args(cfg, resume: bool) -> list[str]:
+    """A self-contained `mug pretrain` command line for the launched processes: every setting that differs from
+    the default as --set KEY=JSON (YAML reads JSON), so a pod needs no file from this machine."""
+    from mug.train.config import TrainConfig
+
+    defaults = TrainConfig().to_dict()
+    argv = ["pretrain"]
+    for key, value in cfg.to_dict().items():
+        if value != defaults[key]:
+            argv += ["--set", f"{key}={json.dumps(value)}"]
+    return argv + ["--resume"] * resume
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cfg = train_config_from_args(args)
+    launched = "WORLD_SIZE" in os.environ  # we are a worker of a torchrun/torchx launch
+    if not launched and (args.nproc > 1 or args.scheduler != "local_cwd" or args.dryrun):
+        from mug.train.launch import LaunchSpec, launch
+
+        spec = LaunchSpec(
+            scheduler=args.scheduler,
+            nproc_per_node=args.nproc,
+            nodes=args.nodes,
+            image=args.image,
+            gpus_per_node=args.gpus_per_node,
+            queue=args.queue,
+            namespace=args.namespace,
+            cpus_per_node=args.cpus_per_node,
+            memory_gb=args.memory_gb,
+            shm_size=args.shm_size,
+            env_secrets=args.env_secret,
+            env={"WANDB_MODE": os.environ["WANDB_MODE"]} if "WANDB_MODE" in os.environ else {},
+        )
+        result = launch(worker_args(cfg, args.resume), spec, dryrun=args.dryrun)
+        if isinstance(result, str):
+            print(result)
+            return 0
+        return result
+
+    from mug.train.loop import train
+
+    result = train(cfg, resume=args.resume)
+    if int(os.environ.get("RANK", 0)) == 0:
+        losses = ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.final_losses.items()))
+        print(f"trained {cfg.objective}/{cfg.preset} for {result.steps} steps: {losses}")
+        print(f"{result.images_per_s:.1f} images/s; skipped samples: {result.skipped or 'none'}")
+        print(f"model: {result.model_dir}")
+    return 0

@@ -1,0 +1,1 @@
+"""Pre-training: the config, the loop, its checkpoints, and the torchx launcher."""

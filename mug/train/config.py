@@ -1,0 +1,136 @@
+"""What a pre-training run needs to know: one dataclass, from defaults, a YAML file and `key=value` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mug.config import ConfigError, ModelConfig, build_config, read_config_file
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+@dataclass
+class TrainConfig:
+    """A run: model (objective, preset, `model` overrides), data, recipe, checkpointing and logging.
+
+    `batch_size` is per process and micro-step; the global batch is batch_size x accum_steps x world size, and
+    lr = base_lr x global batch / 256 (MAE's scaling rule). `warmup_steps` None means 5% of `steps`.
+    `epoch_samples` fixes how many samples an epoch holds over all ranks (needed under DDP so ranks step
+    together; None reads the shards once per epoch on a single process).
+    """
+
+    data: list[str] = field(default_factory=list)
+    out: str = "runs/pretrain"
+    objective: str = "mug"
+    preset: str = "tiny"
+    model: dict[str, Any] = field(default_factory=dict)
+    tokenizer: str | None = None
+    steps: int = 1000
+    batch_size: int = 64
+    accum_steps: int = 1
+    base_lr: float = 1.5e-4
+    min_lr: float = 0.0
+    warmup_steps: int | None = None
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    clip_grad: float = 1.0
+    precision: str = "fp32"
+    compile: bool = False
+    device: str = "auto"
+    seed: int = 0
+    num_workers: int = 2
+    shuffle_buffer: int = 1000
+    epoch_samples: int | None = None
+    ckpt_every: int = 500
+    keep_last: int = 2
+    log_every: int = 10
+    sample_every: int = 0
+    wandb: str = "offline"
+    wandb_project: str = "mug"
+    run_name: str | None = None
+
+    def validate(self) -> TrainConfig:
+        if not self.data:
+            raise ConfigError("data: give at least one shard URL, folder or brace pattern (--data)")
+        for name in ("steps", "batch_size", "accum_steps", "ckpt_every", "keep_last", "log_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("num_workers", "sample_every", "shuffle_buffer"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.warmup_steps is not None and not 0 <= self.warmup_steps <= self.steps:
+            raise ConfigError(f"warmup_steps must be in [0, steps={self.steps}], got {self.warmup_steps}")
+        if self.base_lr <= 0 or not 0 <= self.min_lr <= self.base_lr:
+            raise ConfigError(f"need base_lr > 0 and 0 <= min_lr <= base_lr, got {self.base_lr} and {self.min_lr}")
+        if self.clip_grad < 0 or self.weight_decay < 0:
+            raise ConfigError("clip_grad and weight_decay must be >= 0 (clip_grad 0 turns clipping off)")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.wandb not in WANDB_MODES:
+            raise ConfigError(f"wandb must be one of {', '.join(WANDB_MODES)}, got {self.wandb!r}")
+        if self.epoch_samples is not None and self.epoch_samples < 1:
+            raise ConfigError(f"epoch_samples must be a positive integer, got {self.epoch_samples!r}")
+        self.model_config()  # an unknown preset or a bad model override is named now, not after data loading
+        return self
+
+    @property
+    def warmup(self) -> int:
+        return self.warmup_steps if self.warmup_steps is not None else self.steps // 20
+
+    def model_config(self, vocab_size: int | None = None, pad_id: int | None = None) -> ModelConfig:
+        """The preset with the `model` overrides and the objective; the tokenizer's vocabulary when given."""
+        overrides = {section: dict(values) for section, values in self.model.items()}
+        overrides.setdefault("objective", {})["name"] = self.objective
+        if vocab_size is not None:
+            overrides.setdefault("text", {}).update(vocab_size=vocab_size, pad_id=pad_id)
+        return build_config(self.preset, overrides=overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_train_config(file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then the YAML/JSON `file`, then `overrides` (e.g. from the command line); the later wins."""
+    values: dict[str, Any] = {}
+    if file is not None:
+        values.update(read_config_file(file))
+    for key, value in (overrides or {}).items():
+        if key == "model" and isinstance(value, dict):
+            merged = {s: dict(v) for s, v in values.get("model", {}).items()}
+            for section, fields in value.items():
+                merged.setdefault(section, {}).update(fields)
+            value = merged
+        values[key] = value
+    known = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown training setting(s): {', '.join(unknown)}; known: {', '.join(known)}")
+    if isinstance(values.get("data"), str):
+        values["data"] = [values["data"]]
+    if "betas" in values:
+        values["betas"] = tuple(values["betas"])
+    cfg = TrainConfig(**values)
+    _check_types(cfg)
+    return cfg.validate()
+
+
+def _check_types(cfg: TrainConfig) -> None:
+    """YAML and overrides arrive untyped: name the field that holds the wrong kind of value."""
+    defaults = TrainConfig()
+    for f in dataclasses.fields(cfg):
+        value, default = getattr(cfg, f.name), getattr(defaults, f.name)
+        if value is None or default is None:
+            continue
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ConfigError(f"{f.name} must be true or false, got {value!r}")
+        if isinstance(default, int) and not isinstance(default, bool) and not isinstance(value, int):
+            raise ConfigError(f"{f.name} must be an integer, got {value!r}")
+        if isinstance(default, float) and not isinstance(value, int | float):
+            raise ConfigError(f"{f.name} must be a number, got {value!r}")
+        if isinstance(default, str) and not isinstance(value, str):
+            raise ConfigError(f"{f.name} must be a string, got {value!r}")

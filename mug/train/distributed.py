@@ -1,0 +1,80 @@
+"""The process group of a torchrun/torchx launch, or a single process when there is none."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from mug.config import ConfigError
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' is this process's GPU (LOCAL_RANK) when there is one, else the CPU."""
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} asked for, but torch sees no CUDA GPU")
+        return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
+    if name != "cpu":
+        raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}")
+    return torch.device("cpu")
+
+
+def init_distributed(device_name: str) -> DistEnv:
+    """Join the process group torchrun describes in the environment (gloo on CPU, nccl on GPU)."""
+    device = pick_device(device_name)
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    if world_size > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None
+        )
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    return DistEnv(rank, world_size, device)
+
+
+def all_reduce_mean(values: torch.Tensor, env: DistEnv) -> torch.Tensor:
+    if env.active:
+        dist.all_reduce(values)
+        values = values / env.world_size
+    return values
+
+
+def all_reduce_sum(values: torch.Tensor, env: DistEnv) -> torch.Tensor:
+    if env.active:
+        dist.all_reduce(values)
+    return values
+
+
+def all_gather_objects(value: object, env: DistEnv) -> list[object]:
+    if not env.active:
+        return [value]
+    out: list[object] = [None] * env.world_size
+    dist.all_gather_object(out, value)
+    return out
+
+
+def shutdown(env: DistEnv) -> None:
+    if env.active and dist.is_initialized():
+        dist.destroy_process_group()
