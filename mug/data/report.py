@@ -8,41 +8,19 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mug.data.validate import RULES, format_number
+from mug.reporting import STYLE, write_text_atomic
 
 if TYPE_CHECKING:
     from mug.data.validate import Check, GateResult
 
 BINS = 30
 _WIDTH, _HEIGHT, _AXIS = 320, 110, 16
-_STYLE = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
-.banner { padding: 0.8em 1em; border-radius: 6px; font-size: 1.3em; font-weight: 600; color: #fff; }
-.banner.passed { background: #2e7d32; } .banner.failed { background: #c62828; }
-table { border-collapse: collapse; width: 100%; margin: 0.5em 0 1.5em; }
-th, td { text-align: left; padding: 0.35em 0.6em; border-bottom: 1px solid #ddd; vertical-align: top; }
-tr.passed td.status { background: #c8e6c9; } tr.failed td.status { background: #ffcdd2; }
-tr.failed { background: #fff3f3; } tr.skipped { color: #777; }
-td.status { font-weight: 600; } .num { font-variant-numeric: tabular-nums; }
-.examples { font-size: 0.85em; color: #555; margin: 0.3em 0 0; padding-left: 1.2em; }
-.hists { display: flex; flex-wrap: wrap; gap: 1.5em; } figure { margin: 0; }
-figcaption { font-weight: 600; margin-bottom: 0.2em; } .meta { color: #555; }
-code { font-size: 0.9em; }
-"""
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder and os.replace, so a reader never sees half a report."""
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}", delete=False) as f:
-        f.write(text)
-    os.replace(f.name, path)
 
 
 def _bounds(check: Check) -> str:
@@ -153,7 +131,7 @@ def render_html(result: GateResult) -> str:
     )
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(headline)}</title>'
-        f"<style>{_STYLE}</style></head><body>"
+        f"<style>{STYLE}</style></head><body>"
         f'<div class="banner {status}">{html.escape(headline)}</div><p class="meta">{html.escape(timing)}</p>'
         "<h2>Checks</h2><table><tr><th>check</th><th>observed</th><th>threshold</th><th>expectation</th>"
         f"<th>status</th></tr>{rows}</table>{shards}<h2>Distributions</h2>{_histograms(result)}</body></html>\n"
@@ -165,6 +143,6 @@ def write_report(result: GateResult, out_dir: str | Path) -> tuple[Path, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, html_path = out / "validation.json", out / "validation.html"
-    _write_atomic(json_path, json.dumps(result.to_dict(), indent=2) + "\n")
-    _write_atomic(html_path, render_html(result))
+    write_text_atomic(json_path, json.dumps(result.to_dict(), indent=2) + "\n")
+    write_text_atomic(html_path, render_html(result))
     return json_path, html_path

@@ -27,7 +27,6 @@ from tqdm import tqdm
 
 from mug.checkpoint import CheckpointError, load_checkpoint
 from mug.data.loader import LoaderConfig, make_loader
-from mug.data.report import _write_atomic
 from mug.errors import UserError
 from mug.evaluation.digits import digit_images, to_model_input
 from mug.evaluation.features import POOLS, FeatureBank, digit_features
@@ -38,9 +37,9 @@ from mug.evaluation.zero_shot import PromptGrid, clip_scores
 from mug.image import to_pil
 from mug.models import MaskedGenerative, Objective
 from mug.models.objectives import CLIP
+from mug.reporting import write_text_atomic
 from mug.tokenizer import CaptionTokenizer
-
-HISTORY = "history.jsonl"
+from mug.train.state import HISTORY, read_history
 
 
 @dataclass
@@ -81,22 +80,6 @@ def _device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {name}: CUDA is not available on this machine")
     return device
-
-
-def read_history(directory: Path) -> list[dict]:
-    """The trainer's per-step log; a line that does not parse (a run killed mid-write) is skipped."""
-    path = directory / HISTORY
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and "step" in row:
-            rows.append(row)
-    return rows
 
 
 def _transfer(ev: Evaluation, task: str, features: dict[str, np.ndarray], labels: np.ndarray, seed: int) -> np.ndarray:
@@ -192,7 +175,7 @@ def run_evaluation(checkpoint_dir: str | Path, data_urls: list[str], opts: EvalO
         raise UserError(f"no samples could be read from {' '.join(map(str, data_urls))}")
     digits, digit_labels = digit_images(opts.max_samples, opts.seed)
     ev = Evaluation(str(directory), name, [str(u) for u in data_urls], len(labels), len(digit_labels))
-    ev.history = read_history(directory)
+    ev.history = read_history(directory / HISTORY)
     features = bank.arrays()
 
     zero_shot = None
@@ -234,7 +217,7 @@ def evaluate_checkpoint(
     ev = run_evaluation(checkpoint_dir, data_urls, opts or EvalOptions())
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / "metrics.json", json.dumps(ev.metrics, indent=2, sort_keys=True) + "\n")
-    _write_atomic(out / "confusion.json", json.dumps(ev.confusion, indent=2) + "\n")
-    _write_atomic(out / "report.html", render_html(ev))
+    write_text_atomic(out / "metrics.json", json.dumps(ev.metrics, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(out / "confusion.json", json.dumps(ev.confusion, indent=2) + "\n")
+    write_text_atomic(out / "report.html", render_html(ev))
     return ev.metrics

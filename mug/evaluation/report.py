@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from PIL import Image
 
-from mug.data.report import _STYLE
+from mug.reporting import STYLE
 
 if TYPE_CHECKING:
     from mug.evaluation.evaluate import Evaluation
@@ -214,7 +214,7 @@ def render_html(ev: Evaluation) -> str:
     notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in ev.notes)
     parts = [
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>',
-        f"<style>{_STYLE}{_EXTRA_STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
+        f"<style>{STYLE}{_EXTRA_STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
         f'<p class="meta">{meta}</p>{notes}',
         "<h2>Frozen-encoder accuracy</h2><p class='meta'>Each task: a seeded 50/50 stratified split; linear probe "
         "(logistic regression on standardised features) and kNN (cosine, k = 20, T = 0.07) on the CLS token and "

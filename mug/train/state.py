@@ -62,9 +62,18 @@ def write_history(path: Path, history: list[dict[str, float]]) -> None:
 
 
 def read_history(path: Path) -> list[dict[str, float]]:
+    """The logged rows; a line that does not parse (a run killed mid-write) is skipped."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and "step" in row:
+            rows.append(row)
+    return rows
 
 
 def save_training_checkpoint(
