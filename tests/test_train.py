@@ -269,3 +269,17 @@ def test_kubernetes_dry_run_renders_the_same_training_command(shards):
     rendered = buffer.getvalue()
     assert "ghcr.io/acme/mug:0.1.0" in rendered and "research" in rendered and "nvidia.com/gpu" in rendered
     assert "mug.cli" in rendered and "pretrain" in rendered and '"mae"' in rendered
+
+
+def test_wandb_offline_run_records_the_losses_and_sample_images(shards, tmp_path, monkeypatch):
+    """The default tracking mode, for real: an offline W&B run that `wandb sync` can upload later."""
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    cfg = load_train_config(
+        overrides=micro_settings(data=[shards], out=str(tmp_path), steps=4, sample_every=2, wandb="offline")
+    )
+    train(cfg)
+    (run,) = (tmp_path / "wandb").glob("offline-run-*")
+    (log,) = run.glob("run-*.wandb")
+    assert log.stat().st_size > 0
+    samples = sorted(p.name.split("_")[1] for p in (run / "files" / "media" / "images" / "samples").glob("*.png"))
+    assert samples == ["2", "4"]  # a reconstruction strip (with its generated caption) every 2 steps
