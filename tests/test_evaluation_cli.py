@@ -66,7 +66,9 @@ def test_evaluate_writes_metrics_confusion_and_a_standalone_report(tmp_path, cor
 
     metrics = json.loads((out / "metrics.json").read_text())
     expected = {f"{m}/{label}" for m in POOLED for label in LABELS} | {f"digits/{m}" for m in POOLED} | EXTRA[name]
-    assert set(metrics) == expected
+    assert set(metrics) == expected | {"transfer/score"}
+    probes = [metrics[f"probe_cls/{label}"] for label in LABELS] + [metrics["digits/probe_cls"]]
+    assert metrics["transfer/score"] == pytest.approx(sum(probes) / len(probes))
     for key, value in metrics.items():
         if key.startswith(("probe", "knn", "digits", "zero_shot", "caption/bleu4")):
             assert 0.0 <= value <= 1.0, key

@@ -8,6 +8,8 @@ metrics.json is one flat object of floats; the names:
   zero_shot/{label}          mug and clip: prompt-scoring accuracy on the same held-out half (size, colour, shape)
   recon/mse                  mae and mug: the model's loss_rec on masked patches, seeded masks
   caption/perplexity, caption/bleu4, caption/cider   mug: on the eval captions, greedy captions from BOS
+  transfer/score             the mean of every probe_cls accuracy (each label and digits): the one number the
+                             registry compares models by (`TRANSFER_SCORE`)
 where {pool} is `cls` (CLS token) or `mean` (mean of the patch tokens) of the unmasked image, and {label} each
 label name found in the samples' .json ("labels": {"shape": ..., "colour": ..., ...}). Each label gets its own
 seeded 50/50 stratified split; digits get one too. confusion.json holds, under the same names, {"labels",
@@ -40,6 +42,8 @@ from mug.models.objectives import CLIP
 from mug.reporting import write_text_atomic
 from mug.tokenizer import CaptionTokenizer
 from mug.train.state import HISTORY, read_history
+
+TRANSFER_SCORE = "transfer/score"
 
 
 @dataclass
@@ -207,7 +211,14 @@ def run_evaluation(checkpoint_dir: str | Path, data_urls: list[str], opts: EvalO
     ev.digits = [to_pil(image) for image in to_model_input(digits[first], model.cfg.encoder.img_size)]
     digit_feats = digit_features(model.encoder, digits, opts.batch_size, device, opts.progress)
     _transfer(ev, "digits", digit_feats, digit_labels, opts.seed)
+    ev.metrics[TRANSFER_SCORE] = transfer_score(ev.metrics)
     return ev
+
+
+def transfer_score(metrics: dict[str, float]) -> float:
+    """One number to rank models by: the mean linear-probe accuracy (CLS) over the labels and the digits."""
+    probes = [v for k, v in metrics.items() if k.startswith("probe_cls/") or k == "digits/probe_cls"]
+    return float(np.mean(probes)) if probes else float("nan")
 
 
 def evaluate_checkpoint(
