@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 
@@ -93,25 +92,12 @@ def train_config_from_args(args: argparse.Namespace):
     return load_train_config(args.config, overrides)
 
 
-def worker_args(cfg, resume: bool) -> list[str]:
-    """A self-contained `mug pretrain` command line for the launched processes: every setting that differs from
-    the default as --set KEY=JSON (YAML reads JSON), so a pod needs no file from this machine."""
-    from mug.train.config import TrainConfig
-
-    defaults = TrainConfig().to_dict()
-    argv = ["pretrain"]
-    for key, value in cfg.to_dict().items():
-        if value != defaults[key]:
-            argv += ["--set", f"{key}={json.dumps(value)}"]
-    return argv + ["--resume"] * resume
-
-
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = train_config_from_args(args)
     launched = "WORLD_SIZE" in os.environ  # we are a worker of a torchrun/torchx launch
     if not launched and (args.nproc > 1 or args.scheduler != "local_cwd" or args.dryrun):
-        from mug.train.launch import LaunchSpec, launch
+        from mug.train.launch import LaunchSpec, launch, pretrain_argv
 
         spec = LaunchSpec(
             scheduler=args.scheduler,
@@ -127,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             env_secrets=args.env_secret,
             env={"WANDB_MODE": os.environ["WANDB_MODE"]} if "WANDB_MODE" in os.environ else {},
         )
-        result = launch(worker_args(cfg, args.resume), spec, dryrun=args.dryrun)
+        result = launch(pretrain_argv(cfg, args.resume), spec, dryrun=args.dryrun)
         if isinstance(result, str):
             print(result)
             return 0

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mug.errors import UserError
+from mug.train.config import TrainConfig
 
 if TYPE_CHECKING:
     from torchx.runner import Runner
@@ -192,3 +193,14 @@ def _failed_replicas(ui_url: str) -> list[tuple[str, int]]:
         for replica in replicas
         if replica["exitcode"]
     ]
+
+
+def pretrain_argv(cfg: TrainConfig, resume: bool = False) -> list[str]:
+    """A self-contained `mug pretrain` command line for the launched processes: every setting that differs from
+    the default as --set KEY=JSON (YAML reads JSON), so a pod needs no file from this machine."""
+    defaults = TrainConfig().to_dict()
+    argv = ["pretrain"]
+    for key, value in cfg.to_dict().items():
+        if value != defaults[key]:
+            argv += ["--set", f"{key}={json.dumps(value)}"]
+    return argv + ["--resume"] * resume
