@@ -188,7 +188,7 @@ def test_resume_refuses_a_checkpoint_of_another_model(shards, tmp_path):
     train(load_train_config(overrides=micro_settings("mae", data=[shards], out=str(tmp_path), steps=2)))
     other = micro_settings("mae", data=[shards], out=str(tmp_path), steps=4)
     other["model"]["encoder"]["depth"] = 3
-    with pytest.raises(CheckpointError, match="encoder.depth: checkpoint 2, run 3"):
+    with pytest.raises(CheckpointError, match="cannot start from .*encoder.depth: checkpoint 2, run 3"):
         train(load_train_config(overrides=other), resume=True)
 
 
@@ -283,3 +283,21 @@ def test_wandb_offline_run_records_the_losses_and_sample_images(shards, tmp_path
     assert log.stat().st_size > 0
     samples = sorted(p.name.split("_")[1] for p in (run / "files" / "media" / "images" / "samples").glob("*.png"))
     assert samples == ["2", "4"]  # a reconstruction strip (with its generated caption) every 2 steps
+
+
+def test_init_from_continues_a_trained_model_with_a_fresh_optimiser(shards, tmp_path):
+    first = train(
+        load_train_config(overrides=micro_settings(data=[shards], out=str(tmp_path / "a"), steps=20, base_lr=0.05))
+    )
+    start_loss = json.loads((tmp_path / "a" / "history.jsonl").read_text().splitlines()[0])["loss"]
+    cfg = micro_settings(data=[shards], out=str(tmp_path / "b"), steps=2, base_lr=0.05, init_from=str(first.model_dir))
+    second = train(load_train_config(overrides=cfg))
+    rows = [json.loads(line) for line in (tmp_path / "b" / "history.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]  # a new run: step 0, new schedule
+    assert rows[0]["loss"] < start_loss - 0.1  # but it starts where the first run ended, not from scratch
+    assert (tmp_path / "b" / "model" / "tokenizer.json").read_bytes() == (
+        first.model_dir / "tokenizer.json"
+    ).read_bytes()
+    assert second.model_dir.is_dir()
+    with pytest.raises(ConfigError, match="init_from: .* is not a checkpoint directory"):
+        load_train_config(overrides=micro_settings(data=[shards], init_from=str(tmp_path / "nowhere")))

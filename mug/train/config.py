@@ -19,6 +19,8 @@ class TrainConfig:
 
     `batch_size` is per process and micro-step; the global batch is batch_size x accum_steps x world size, and
     lr = base_lr x global batch / 256 (MAE's scaling rule). `warmup_steps` None means 5% of `steps`.
+    `init_from`: a checkpoint directory whose weights (and tokenizer) start the run, e.g. the production model
+    for a retraining run; the optimiser and the schedule start afresh.
     `epoch_samples` fixes how many samples an epoch holds over all ranks (needed under DDP so ranks step
     together; None reads the shards once per epoch on a single process).
     """
@@ -29,6 +31,7 @@ class TrainConfig:
     preset: str = "tiny"
     model: dict[str, Any] = field(default_factory=dict)
     tokenizer: str | None = None
+    init_from: str | None = None
     steps: int = 1000
     batch_size: int = 64
     accum_steps: int = 1
@@ -75,6 +78,8 @@ class TrainConfig:
             raise ConfigError(f"wandb must be one of {', '.join(WANDB_MODES)}, got {self.wandb!r}")
         if self.epoch_samples is not None and self.epoch_samples < 1:
             raise ConfigError(f"epoch_samples must be a positive integer, got {self.epoch_samples!r}")
+        if self.init_from is not None and not (Path(self.init_from) / "config.json").is_file():
+            raise ConfigError(f"init_from: {self.init_from} is not a checkpoint directory (no config.json)")
         self.model_config()  # an unknown preset or a bad model override is named now, not after data loading
         return self
 

@@ -110,12 +110,17 @@ def code_version() -> str:
     return f"{mug.__version__}+g{commit}" if commit else mug.__version__
 
 
-def resolve_tokenizer(cfg: TrainConfig, out: Path, env: DistEnv, resume_from: Path | None) -> CaptionTokenizer:
-    """The run's tokenizer: the resumed checkpoint's, the file given, or one trained on the shards' captions."""
+def resolve_tokenizer(cfg: TrainConfig, out: Path, env: DistEnv, start_from: Path | None) -> CaptionTokenizer:
+    """The run's tokenizer: that of the checkpoint the weights come from (resumed or `init_from`: its embeddings
+    are tied to it), else the file given, else one trained on the shards' captions."""
     from mug.data.captions import train_tokenizer
 
-    if resume_from is not None:
-        return CaptionTokenizer.from_file(resume_from / "tokenizer.json")
+    if start_from is not None:
+        if cfg.tokenizer is not None:
+            log.warning(
+                "using the tokenizer of %s, not %s: the weights were trained with it", start_from, cfg.tokenizer
+            )
+        return CaptionTokenizer.from_file(start_from / "tokenizer.json")
     if cfg.tokenizer is not None:
         if not Path(cfg.tokenizer).is_file():
             raise ConfigError(f"tokenizer file {cfg.tokenizer} does not exist")
@@ -129,12 +134,17 @@ def resolve_tokenizer(cfg: TrainConfig, out: Path, env: DistEnv, resume_from: Pa
     return CaptionTokenizer.from_file(path)
 
 
-def check_resumable(checkpoint: Path, cfg: TrainConfig, model_cfg) -> None:
+def check_same_model(checkpoint: Path, model_cfg) -> dict:
+    """The checkpoint's metadata, after checking that its model is this run's (the first difference is named)."""
     saved_model, metadata = read_config(checkpoint)
     if saved_model.to_dict() != model_cfg.to_dict():
         diff = _first_difference(saved_model.to_dict(), model_cfg.to_dict())
-        raise CheckpointError(f"cannot resume from {checkpoint}: its model differs from this run's ({diff})")
-    saved = metadata.get("train", {})
+        raise CheckpointError(f"cannot start from {checkpoint}: its model differs from this run's ({diff})")
+    return metadata
+
+
+def check_resumable(checkpoint: Path, cfg: TrainConfig, model_cfg) -> None:
+    saved = check_same_model(checkpoint, model_cfg).get("train", {})
     for key in ("batch_size", "accum_steps", "seed", "data", "epoch_samples"):
         if key in saved and saved[key] != cfg.to_dict()[key]:
             log.warning(
@@ -211,7 +221,9 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv) -> TrainResult:
 
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = build_model(cfg.model_config())
-    tokenizer = resolve_tokenizer(cfg, out, env, resume_from) if "tokens" in model.inputs else None
+    init_from = Path(cfg.init_from) if cfg.init_from and resume_from is None else None
+    start_from = resume_from or init_from
+    tokenizer = resolve_tokenizer(cfg, out, env, start_from) if "tokens" in model.inputs else None
     model_cfg = cfg.model_config(tokenizer.vocab_size, tokenizer.pad_id) if tokenizer else model.cfg
     if model_cfg != model.cfg:  # the text model takes the tokenizer's vocabulary
         torch.manual_seed(cfg.seed)
@@ -225,6 +237,10 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv) -> TrainResult:
     scaler = torch.amp.GradScaler(env.device.type, enabled=cfg.precision == "fp16")
     state = TrainState(0, DataPosition(), {}, None, [])
     history: list[dict[str, float]] = []
+    if init_from is not None:  # continue pre-training a trained model (a retraining run): new optimiser, step 0
+        check_same_model(init_from, model_cfg)
+        model.load_state_dict(load_checkpoint(init_from, env.device)[0].state_dict())
+        log.info("initialised the weights from %s", init_from)
     if resume_from is not None:
         check_resumable(resume_from, cfg, model_cfg)
         model.load_state_dict(load_checkpoint(resume_from, env.device)[0].state_dict())
