@@ -44,6 +44,7 @@ def kube_spec(**overrides) -> LaunchSpec:
         shm_size="16Gi",
         env={"WANDB_MODE": "online"},
         env_secrets=["wandb"],
+        mounts=["type=volume,src=runs-pvc,dst=/mnt/runs"],
     )
     return LaunchSpec(**{**values, **overrides})
 
@@ -67,6 +68,10 @@ def test_kubernetes_dryrun_renders_the_volcano_job():
         (volume,) = [v for v in pod["volumes"] if v["name"] == shm["name"]]
         assert volume["emptyDir"] == {"medium": "Memory", "sizeLimit": "16Gi"}
 
+        (runs,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/mnt/runs"]
+        (claim,) = [v for v in pod["volumes"] if v["name"] == runs["name"]]
+        assert claim["persistentVolumeClaim"]["claimName"] == "runs-pvc"
+
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["WANDB_MODE"] == "online" and env["OMP_NUM_THREADS"] == "1"
         assert "PATH" not in env  # the launching venv's bin dir means nothing in the image
@@ -83,7 +88,7 @@ def test_kubernetes_dryrun_renders_the_volcano_job():
 
 
 def test_kubernetes_defaults_leave_torchx_shm_unlimited_and_add_no_secrets():
-    job = yaml.safe_load(launch(ARGS, kube_spec(shm_size=None, env_secrets=[]), dryrun=True))
+    job = yaml.safe_load(launch(ARGS, kube_spec(shm_size=None, env_secrets=[], mounts=[]), dryrun=True))
     pod = job["spec"]["tasks"][0]["template"]["spec"]
     assert [v["emptyDir"] for v in pod["volumes"]] == [{"medium": "Memory"}]
     assert "envFrom" not in pod["containers"][0]

@@ -70,6 +70,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     launch.add_argument("--memory-gb", type=int, default=32, help="memory per pod in GB (kubernetes; default: 32)")
     launch.add_argument("--shm-size", help="cap on the pod's memory-backed /dev/shm, e.g. 16Gi (default: none)")
     launch.add_argument(
+        "--mount",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="a volume for the pods, e.g. type=volume,src=PVC,dst=/mnt/runs (kubernetes; put --out on it)",
+    )
+    launch.add_argument(
         "--env-secret",
         action="append",
         default=[],
@@ -111,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
             memory_gb=args.memory_gb,
             shm_size=args.shm_size,
             env_secrets=args.env_secret,
+            mounts=args.mount,
             env={"WANDB_MODE": os.environ["WANDB_MODE"]} if "WANDB_MODE" in os.environ else {},
         )
         result = launch(pretrain_argv(cfg, args.resume), spec, dryrun=args.dryrun)

@@ -44,6 +44,9 @@ class LaunchSpec:
     namespace: str = "default"
     env: dict[str, str] = field(default_factory=dict)
     env_secrets: list[str] = field(default_factory=list)  # Kubernetes Secrets whose keys become env vars
+    # torchx mount specs, e.g. "type=volume,src=runs-pvc,dst=/mnt/runs": a PersistentVolumeClaim every pod
+    # writes its checkpoints to (kubernetes)
+    mounts: list[str] = field(default_factory=list)
     name: str = "mug-pretrain"
     max_retries: int = 0
 
@@ -97,6 +100,7 @@ def build_app(worker_args: list[str], spec: LaunchSpec, module: str = "mug.cli")
         memMB=spec.memory_gb * 1000,  # torchx writes memMB as "<n>M", decimal megabytes
         env={**_default_env(spec), **spec.env},
         max_retries=spec.max_retries,
+        mounts=[part for mount in spec.mounts for part in mount.split(",")] or None,  # torchx takes the parts
     )
     pod: dict[str, list[dict]] = {}
     if spec.scheduler == "kubernetes" and spec.shm_size:
