@@ -301,3 +301,21 @@ def test_init_from_continues_a_trained_model_with_a_fresh_optimiser(shards, tmp_
     assert second.model_dir.is_dir()
     with pytest.raises(ConfigError, match="init_from: .* is not a checkpoint directory"):
         load_train_config(overrides=micro_settings(data=[shards], init_from=str(tmp_path / "nowhere")))
+
+
+def test_sigterm_saves_the_step_in_flight_and_stops(shards, tmp_path):
+    """What a preempted pod gets: the run finishes its step, checkpoints it, and says how to resume."""
+    settings = micro_settings("mae", data=[shards], steps=400, ckpt_every=1000)
+    run = _run(["pretrain", "--out", str(tmp_path), *micro_argv(settings)])
+    history = tmp_path / "history.jsonl"
+    deadline = time.time() + 120
+    while not history.is_file() or len(history.read_text().splitlines()) < 3:
+        assert run.poll() is None and time.time() < deadline
+        time.sleep(0.02)
+    run.send_signal(signal.SIGTERM)
+    out, _ = run.communicate(timeout=60)
+    assert run.returncode == 2, out
+    step = load_training_state(latest_checkpoint(tmp_path / "checkpoints")).step
+    assert 3 <= step < 400
+    assert f"stopped by SIGTERM after step {step} of 400" in out and "--resume continues" in out
+    assert json.loads(history.read_text().splitlines()[-1])["step"] == step

@@ -12,7 +12,9 @@ import contextlib
 import json
 import logging
 import math
+import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +56,25 @@ CHECKPOINTS, FINAL, SUMMARY = "checkpoints", "model", "summary.json"
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite."""
+
+
+class TrainingStopped(UserError):
+    """SIGTERM (a preempted pod, `kill`, Ctrl-C's cousin) arrived: the run saved a checkpoint and stopped."""
+
+
+@contextlib.contextmanager
+def stop_on_sigterm():
+    """A flag that SIGTERM sets instead of killing the process, so the step in flight can finish and be saved.
+    Signals can only be caught in the main thread: elsewhere (a pipeline runner's thread) the flag stays unset."""
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: requested.set())
+    try:
+        yield requested
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass
@@ -203,12 +224,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     cfg.validate()
     env = init_distributed(cfg.device)
     try:
-        return _train(cfg, resume, env)
+        with stop_on_sigterm() as stop:
+            return _train(cfg, resume, env, stop)
     finally:
         shutdown_distributed(env)
 
 
-def _train(cfg: TrainConfig, resume: bool, env: DistEnv) -> TrainResult:
+def _train(cfg: TrainConfig, resume: bool, env: DistEnv, stop: threading.Event) -> TrainResult:
     out = Path(cfg.out)
     ckpt_root = out / CHECKPOINTS
     resume_from = latest_checkpoint(ckpt_root) if resume else None
@@ -314,8 +336,10 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv) -> TrainResult:
         scaler.unscale_(optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad or math.inf)
         names = sorted(sums)
-        values = all_reduce_mean(torch.stack([sums[n] for n in names] + [grad_norm.float()]), env).tolist()
-        losses, grad_norm = dict(zip(names, values[:-1], strict=True)), values[-1]
+        # One collective per step carries the losses, the gradient norm and whether any rank was asked to stop.
+        stopping = grad_norm.new_tensor(float(stop.is_set()))
+        values = all_reduce_mean(torch.stack([sums[n] for n in names] + [grad_norm.float(), stopping]), env).tolist()
+        losses, grad_norm, stopping = dict(zip(names, values[:-2], strict=True)), values[-2], values[-1] > 0
         # Checked before the update, so no step from a bad gradient reaches the weights (fp16's scaler skips
         # steps with overflowing gradients by design: those are not failures).
         if not math.isfinite(losses["loss"]) or not (math.isfinite(grad_norm) or scaler.is_enabled()):
@@ -338,7 +362,7 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv) -> TrainResult:
             bar.set_postfix(loss=f"{losses['loss']:.4f}", img_s=f"{images_per_s:.0f}", lr=f"{lr:.2e}")
         if env.main and cfg.sample_every and done % cfg.sample_every == 0:
             _sample(model, raw[0], tokenizer, tracker, done)
-        if done % cfg.ckpt_every == 0 or done == cfg.steps:
+        if done % cfg.ckpt_every == 0 or done == cfg.steps or stopping:
             state = TrainState(
                 done,
                 batches.position,
@@ -348,6 +372,12 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv) -> TrainResult:
             )
             if env.main:
                 _save(ckpt_root, model, tokenizer, state, tracker.history, metadata | {"step": done}, cfg.keep_last)
+        if stopping and done < cfg.steps:
+            bar.close()
+            raise TrainingStopped(
+                f"stopped by SIGTERM after step {done} of {cfg.steps}; checkpoint {ckpt_root}/step-{done:08d} "
+                f"(--resume continues)"
+            )
     bar.close()
 
     seconds = time.perf_counter() - started
