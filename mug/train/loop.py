@@ -239,7 +239,6 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, stop: threading.Event) 
     if cfg.precision == "fp16" and env.device.type != "cuda":
         raise ConfigError("precision fp16 needs a CUDA GPU (its grad scaler); use bf16 on the CPU")
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed + env.rank)  # ranks draw different masks; DDP keeps the weights in step
 
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = build_model(cfg.model_config())
@@ -251,7 +250,7 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, stop: threading.Event) 
         torch.manual_seed(cfg.seed)
         model = build_model(model_cfg)
     model = model.to(env.device)
-    torch.manual_seed(cfg.seed + env.rank)
+    torch.manual_seed(cfg.seed + env.rank)  # ranks draw different masks; DDP keeps the weights in step
 
     global_batch = cfg.batch_size * cfg.accum_steps * env.world_size
     peak_lr = scaled_lr(cfg.base_lr, global_batch)
