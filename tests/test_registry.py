@@ -1,0 +1,174 @@
+"""The model registry against real sqlite registries: promotion rule, artifacts, concurrent registrations, CLI."""
+
+import json
+import math
+import multiprocessing
+import shutil
+
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from mug.checkpoint import load_checkpoint, save_checkpoint
+from mug.cli import main
+from mug.errors import UserError
+from mug.models import build_model
+from mug.registry import (
+    Registration,
+    download_model,
+    link_to_wandb,
+    list_versions,
+    production_score,
+    read_model_card,
+    register_model,
+)
+from tests.conftest import micro_config
+
+LINEAGE = {"data_md5": "d41d8cd98f00b204e9800998ecf8427e", "data_revision": "abc123", "pipeline_run": "run-42"}
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory, tokenizer):
+    torch.manual_seed(0)
+    model = build_model(micro_config("mug", text={"vocab_size": tokenizer.vocab_size}))
+    metadata = {"train": {"objective": "mug", "preset": "tiny", "steps": 3}, "code_version": "0.1.0+gtest", "step": 3}
+    path = save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model", model, tokenizer, metadata)
+    (path / "history.jsonl").write_text(json.dumps({"step": 1, "loss": 1.0}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def empty_registry(tmp_path_factory):
+    """One migrated database (creating one takes seconds), copied for each test."""
+    folder = tmp_path_factory.mktemp("template")
+    assert production_score(uri=f"sqlite:///{folder}/mlflow.db") is None  # no database: none is created
+    assert not (folder / "mlflow.db").exists()
+    MlflowClient(tracking_uri=f"sqlite:///{folder}/mlflow.db")
+    return folder
+
+
+@pytest.fixture
+def uri(empty_registry, tmp_path):
+    shutil.copytree(empty_registry, tmp_path / "registry")
+    return f"sqlite:///{tmp_path}/registry/mlflow.db"
+
+
+def register(checkpoint, uri, score, **kwargs):
+    return register_model(checkpoint, {"transfer/score": score, "probe_cls/shape": 0.5}, LINEAGE, uri=uri, **kwargs)
+
+
+def test_first_registration_becomes_production(checkpoint, uri):
+    reg = register(checkpoint, uri, 0.5)
+    assert (reg.version, reg.promoted, reg.aliases) == (1, True, ["candidate", "production"])
+    assert reg.production_version is None and reg.model_uri == "models:/mug-encoder/1"
+    assert production_score(uri=uri) == (1, 0.5)
+
+
+def test_only_a_strictly_better_model_moves_production(checkpoint, uri):
+    register(checkpoint, uri, 0.5)
+    better = register(checkpoint, uri, 0.7)
+    assert better.promoted and (better.production_version, better.production_score) == (1, 0.5)
+    worse, equal = register(checkpoint, uri, 0.6), register(checkpoint, uri, 0.7)
+    assert not worse.promoted and not equal.promoted and worse.aliases == ["candidate"]
+    assert "does not beat production v2" in worse.reason
+    assert production_score(uri=uri) == (2, 0.7)
+    assert [(v.version, v.aliases) for v in list_versions(uri=uri)] == [
+        (4, ["candidate"]),
+        (3, []),
+        (2, ["production"]),
+        (1, []),
+    ]
+
+
+def test_nan_or_missing_score_never_promotes(checkpoint, uri):
+    first = register(checkpoint, uri, math.nan)
+    assert not first.promoted and production_score(uri=uri) is None and "NaN" in first.reason
+    missing = register_model(checkpoint, {"probe_cls/shape": 0.9}, LINEAGE, uri=uri)
+    assert not missing.promoted and missing.aliases == ["candidate"]
+    assert register(checkpoint, uri, 0.1).promoted
+    assert not register(checkpoint, uri, math.nan).promoted
+    assert production_score(uri=uri) == (3, 0.1)
+
+
+def test_artifacts_download_as_a_loadable_checkpoint(checkpoint, uri, tmp_path):
+    reg = register(checkpoint, uri, 0.5)
+    folder = download_model(reg.version, tmp_path / "download", uri=uri)
+    names = {"model.safetensors", "config.json", "tokenizer.json", "history.jsonl", "MODEL_CARD.md"}
+    assert {p.name for p in folder.iterdir()} == names
+    model, tokenizer, metadata = load_checkpoint(folder, need_tokenizer=True)
+    original, _, _ = load_checkpoint(checkpoint)
+    weights, expected = model.state_dict(), original.state_dict()
+    assert weights.keys() == expected.keys() and all(torch.equal(weights[k], expected[k]) for k in weights)
+    assert tokenizer is not None and metadata["code_version"] == "0.1.0+gtest"
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert card == read_model_card(reg.version, uri=uri)
+    for text in [*LINEAGE.values(), "0.1.0+gtest", "**transfer/score** | **0.5000**", "`mug` encoder", "3 steps"]:
+        assert text in card
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    version = client.get_model_version("mug-encoder", "1")
+    assert version.tags["lineage.data_md5"] == LINEAGE["data_md5"] and float(version.tags["transfer/score"]) == 0.5
+    run = client.get_run(version.run_id)
+    assert run.data.metrics["transfer/score"] == 0.5 and run.data.params["lineage.pipeline_run"] == "run-42"
+    assert run.info.status == "FINISHED"
+
+
+def test_concurrent_registrations_get_distinct_versions_and_the_best_wins(checkpoint, tmp_path):
+    """Three processes started together on a registry with no database yet: they also race to create it."""
+    uri = f"sqlite:///{tmp_path}/fresh/mlflow.db"
+    scores = [0.6, 0.9, 0.7]
+    spawn = multiprocessing.get_context("spawn")  # a forked child would share the parent's sqlite connections
+    procs = [
+        spawn.Process(target=register_model, args=(str(checkpoint), {"transfer/score": s}, LINEAGE, "mug-encoder", uri))
+        for s in scores
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+    assert [proc.exitcode for proc in procs] == [0, 0, 0]
+    versions = list_versions(uri=uri)
+    assert sorted(v.version for v in versions) == [1, 2, 3]
+    assert sorted(v.score for v in versions) == sorted(scores)
+    assert [v.score for v in versions if "production" in v.aliases] == [0.9]
+
+
+def test_link_to_wandb_skips_without_a_key_or_offline(checkpoint, monkeypatch):
+    reg = Registration("mug-encoder", 1, ["candidate"], False, "", 0.5, None, None, "models:/mug-encoder/1")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    assert link_to_wandb(checkpoint, reg).startswith("W&B Registry: skipped (no WANDB_API_KEY)")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert "WANDB_MODE=offline cannot link" in link_to_wandb(checkpoint, reg)
+
+
+def test_a_missing_checkpoint_is_a_user_error(tmp_path, uri):
+    with pytest.raises(UserError, match="does not exist"):
+        register_model(tmp_path / "nope", {"transfer/score": 1.0}, LINEAGE, uri=uri)
+
+
+def test_cli_list_show_promote(checkpoint, uri, capsys):
+    register(checkpoint, uri, 0.5)
+    register(checkpoint, uri, 0.4)
+    assert main(["registry", "list", "--uri", uri]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[1].split()[:3] == ["2", "candidate", "0.4000"] and "run-42" in rows[1]
+    assert rows[2].split()[:3] == ["1", "production", "0.5000"]
+
+    assert main(["registry", "show", "production", "--uri", uri]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("mug-encoder v1 (aliases: production)") and LINEAGE["data_md5"] in out
+
+    assert main(["registry", "promote", "2", "--uri", uri]) == 0
+    assert capsys.readouterr().out.strip() == "production: v1 -> v2"
+    assert production_score(uri=uri) == (2, 0.4)
+    assert main(["registry", "promote", "1", "--alias", "rollback-test", "--uri", uri]) == 0
+    assert capsys.readouterr().out.strip() == "rollback-test: none -> v1"
+
+    for argv, message in [
+        (["show", "7"], "no version or alias '7' (versions: 1, 2; aliases:"),
+        (["promote", "abc"], "no version or alias 'abc'"),
+        (["list", "--name", "other"], "has no model named 'other'"),
+    ]:
+        assert main(["registry", *argv, "--uri", uri]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and message in err
