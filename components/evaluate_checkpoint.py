@@ -1,0 +1,30 @@
+"""Transfer evaluation as a pipeline step: metrics, a confusion matrix for the UI, and the standalone report."""
+
+from kfp import dsl
+from kfp.dsl import HTML, ClassificationMetrics, Input, Metrics, Model, Output
+
+from components.image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def evaluate_checkpoint(
+    model: Input[Model],
+    data: list,
+    batch_size: int,
+    max_samples: int,
+    device: str,
+    metrics: Output[Metrics],
+    confusion: Output[ClassificationMetrics],
+    report: Output[HTML],
+):
+    """Evaluate the frozen encoder on the eval shards `data` (`max_samples` 0: all). `metrics` holds every
+    number (metrics.json and confusion.json sit in its folder); `confusion` the shape probe's matrix."""
+    from mug.steps import evaluate
+
+    values, headline = evaluate(model.path, data, metrics.path, report.path, batch_size, max_samples, device)
+    for name, value in values.items():
+        metrics.log_metric(name, value)
+    metrics.metadata["objective"] = model.metadata.get("objective", "")
+    if headline is not None:
+        confusion.log_confusion_matrix(headline["labels"], headline["matrix"])
+        confusion.metadata["classifier"] = headline["name"]

@@ -1,0 +1,56 @@
+"""Pre-training as a pipeline step: any objective, in this process or as N DDP processes through torchx."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from components.image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def pretrain(
+    dataset: Input[Dataset],
+    objective: str,
+    preset: str,
+    steps: int,
+    batch_size: int,
+    tokenizer: str,
+    device: str,
+    wandb: str,
+    nproc: int,
+    settings: dict,
+    model: Output[Model],
+    metrics: Output[Metrics],
+    init_from: Input[Model] = None,
+):
+    """Train on the validated shards (`tokenizer` "" learns one from them); `settings` holds any other
+    TrainConfig field (base_lr, model overrides, ...). With `init_from`, continue from that model (its objective
+    and preset win). `model` is the checkpoint directory; its metadata carries what a registered model is traced
+    back by. `metrics`' folder keeps summary.json and the offline W&B run."""
+    from mug.steps import pretrain as run
+
+    chosen = {"objective": objective, "preset": preset, "steps": steps, "batch_size": batch_size}
+    chosen |= {"tokenizer": tokenizer or None, "device": device, "wandb": wandb}
+    summary = run(
+        dataset.metadata["shards"],
+        model.path,
+        {**settings, **chosen},
+        nproc,
+        init_from.path if init_from is not None else None,
+        metrics.path,
+    )
+    train = summary["train"]
+    model.metadata.update(
+        {
+            "objective": train["objective"],
+            "preset": train["preset"],
+            "steps": summary["steps"],
+            "data_md5": dataset.metadata["data_md5"],
+            "data_revision": dataset.metadata["data_revision"],
+            "code_version": summary["code_version"],
+            "init_from": init_from.metadata.get("registered", init_from.uri) if init_from is not None else "",
+        }
+    )
+    for name, value in summary["final_losses"].items():
+        metrics.log_metric(f"final/{name}", value)
+    metrics.log_metric("images_per_s", summary["images_per_s"])
+    metrics.log_metric("seconds", summary["seconds"])

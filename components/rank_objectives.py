@@ -1,0 +1,27 @@
+"""The benchmark's fan-in: every objective's evaluation, ranked in one comparison."""
+
+from typing import List
+
+from kfp import dsl
+from kfp.dsl import HTML, Input, Markdown, Metrics, Output
+
+from components.image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def rank_objectives(evaluations: Input[List[Metrics]], budget: str, table: Output[Markdown], chart: Output[HTML]):
+    """Rank the objectives by transfer score: a Markdown table and an HTML page with a bar chart."""
+    from mug.evaluation.comparison import html_page, markdown_table
+
+    results = [
+        {
+            "objective": e.metadata["objective"],
+            "metrics": {k: v for k, v in e.metadata.items() if isinstance(v, int | float)},
+        }
+        for e in evaluations
+    ]
+    with open(table.path, "w") as f:
+        f.write(markdown_table(results))
+    with open(chart.path, "w") as f:
+        f.write(html_page(results, budget))
+    print(markdown_table(results))

@@ -1,0 +1,36 @@
+"""Registration as a pipeline step: a new version of the model, traced to its data, code and run."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Metrics, Model, Output
+
+from components.image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def register_model(
+    model: Input[Model],
+    metrics: Input[Metrics],
+    registry_uri: str,
+    model_name: str,
+    pipeline_run: str,
+    registration: Output[Artifact],
+):
+    """Register the checkpoint with its eval metrics and lineage (data md5/revision, code version, the run that
+    made it); the registry moves `candidate` to it, and `production` if it scores higher."""
+    from mug.registry import register_model as register
+
+    numbers = {k: v for k, v in metrics.metadata.items() if isinstance(v, int | float)}
+    keys = ("objective", "preset", "steps", "data_md5", "data_revision", "code_version", "init_from")
+    lineage = {key: str(model.metadata[key]) for key in keys if model.metadata.get(key) not in (None, "")}
+    result = register(model.path, numbers, lineage | {"pipeline_run": pipeline_run}, model_name, registry_uri or None)
+    registration.uri = result.model_uri
+    registration.metadata.update(
+        {
+            "name": result.name,
+            "version": result.version,
+            "aliases": result.aliases,
+            "promoted": result.promoted,
+            "reason": result.reason,
+        }
+    )
+    print(f"registered {result.name} v{result.version} ({', '.join(result.aliases)}): {result.reason}")

@@ -1,0 +1,77 @@
+"""The benchmark's verdict: objectives trained with identical budgets, ranked by transfer score, as a Markdown
+table (for the run's page and the README) and a standalone HTML page with a bar chart."""
+
+from __future__ import annotations
+
+import html
+import math
+
+from matplotlib.figure import Figure
+
+from mug.evaluation.evaluate import TRANSFER_SCORE
+from mug.evaluation.report import figure_uri
+from mug.reporting import STYLE
+
+
+def _columns(results: list[dict]) -> list[str]:
+    """The score, then each CLS linear probe any objective has (labels, then digits), in a stable order."""
+    probes = sorted({k for r in results for k in r["metrics"] if k.startswith("probe_cls/")})
+    digits = ["digits/probe_cls"] if any("digits/probe_cls" in r["metrics"] for r in results) else []
+    return [TRANSFER_SCORE, *probes, *digits]
+
+
+def rank(results: list[dict]) -> list[dict]:
+    """`results` ({"objective", "metrics"} each) best first; an objective without a score goes last."""
+
+    def key(result: dict) -> float:
+        score = result["metrics"].get(TRANSFER_SCORE, math.nan)
+        return -math.inf if math.isnan(score) else score
+
+    return sorted(results, key=key, reverse=True)
+
+
+def _cell(value: float | None) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def markdown_table(results: list[dict]) -> str:
+    ranked, columns = rank(results), _columns(results)
+    lines = [
+        "| rank | objective | " + " | ".join(columns) + " |",
+        "|---:|---|" + "---:|" * len(columns),
+    ]
+    for place, result in enumerate(ranked, 1):
+        cells = [_cell(result["metrics"].get(column)) for column in columns]
+        lines.append(f"| {place} | {result['objective']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _chart(ranked: list[dict]) -> Figure:
+    fig = Figure(figsize=(6, 0.5 + 0.45 * len(ranked)))
+    ax = fig.add_subplot()
+    names = [r["objective"] for r in ranked][::-1]
+    scores = [r["metrics"].get(TRANSFER_SCORE, math.nan) for r in ranked][::-1]
+    ax.barh(names, [0 if math.isnan(s) else s for s in scores], color="#1565c0")
+    for y, score in enumerate(scores):
+        ax.text(0 if math.isnan(score) else score, y, f" {_cell(score)}", va="center")
+    ax.set_xlabel(f"{TRANSFER_SCORE} (mean CLS linear-probe accuracy)")
+    ax.set_xlim(0, 1.1)
+    return fig
+
+
+def html_page(results: list[dict], budget: str) -> str:
+    """The ranking as a standalone page: the chart, then the table of every probe."""
+    ranked, columns = rank(results), _columns(results)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["rank", "objective", *columns])
+    rows = "".join(
+        f"<tr><td>{place}</td><td>{html.escape(r['objective'])}</td>"
+        + "".join(f'<td class="num">{_cell(r["metrics"].get(c))}</td>' for c in columns)
+        + "</tr>"
+        for place, r in enumerate(ranked, 1)
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>mug benchmark</title><style>{STYLE}</style>"
+        f"</head><body><h1>Objectives on the same data and budget</h1><p class='meta'>{html.escape(budget)}</p>"
+        f"<img alt='transfer score per objective' src='{figure_uri(_chart(ranked))}'>"
+        f"<table><tr>{head}</tr>{rows}</table></body></html>\n"
+    )

@@ -1,0 +1,170 @@
+"""The pipeline steps without Kubeflow: each Kubeflow component (components/) calls one of these with plain paths
+and values and copies what it returns into its artifacts' metadata, so a step runs and is tested without kfp."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from mug.errors import UserError
+
+SHARDS = "shards.json"  # in a validated dataset's folder: the exact shard list and its lineage
+METRICS, CONFUSION, REPORT = "metrics.json", "confusion.json", "report.html"
+HEADLINE_LABEL = "shape"  # the label whose probe confusion matrix a run shows (the most semantic one)
+
+
+class DataGateFailed(UserError):
+    """The shards failed the data gate."""
+
+
+def validate(
+    data: list[str],
+    out_dir: str | Path,
+    report: str | Path,
+    revision: str = "",
+    tokenizer: str | None = None,
+    thresholds: dict | None = None,
+    min_side: int | None = None,
+) -> dict[str, Any]:
+    """Run the data gate on `data`; write validation.json and the shard list with its lineage to `out_dir`, and
+    the HTML report to `report`. Returns {"shards", "lineage", "metrics"}; raises DataGateFailed naming each
+    failed check on one line."""
+    from mug.data.urls import expand_shards
+    from mug.data.validate import validate_shards
+    from mug.lineage import data_md5, data_revision
+
+    shards = expand_shards(data)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = validate_shards(shards, thresholds or None, tokenizer or None, out, min_side or None)
+    Path(report).parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(out / "validation.html", report)
+    if not result.passed:
+        failures = result.failures()
+        ran = sum(not check.skipped for check in result.checks)
+        raise DataGateFailed(
+            f"data gate failed {len(failures)} of {ran} checks on {result.rows} samples: {'; '.join(failures)}"
+        )
+    lineage = {"data_md5": data_md5(shards), "data_revision": data_revision(shards, revision)}
+    (out / SHARDS).write_text(json.dumps({"shards": shards, **lineage}, indent=2) + "\n")
+    counts = result.counts()
+    metrics = {key: float(value) for key, value in counts.items() if isinstance(value, int)}
+    metrics |= {f"gate/{c.name}": float(c.observed) for c in result.checks if c.observed is not None}
+    return {"shards": shards, "lineage": lineage, "metrics": metrics}
+
+
+def _integral(value: Any) -> Any:
+    """Whole floats back to ints: a dict parameter crosses a pipeline as a protobuf Struct, whose numbers are
+    all doubles (num_workers 0 arrives as 0.0, which TrainConfig rightly refuses)."""
+    if isinstance(value, dict):
+        return {key: _integral(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral(item) for item in value]
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def pretrain(
+    shards: list[str],
+    model_dir: str | Path,
+    settings: dict[str, Any],
+    nproc: int = 1,
+    init_from: str | Path | None = None,
+    logs_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Train on `shards` with `settings` (TrainConfig fields) and leave the final checkpoint in `model_dir`, and
+    summary.json and an offline W&B run (for `wandb sync`) in `logs_dir`.
+    `nproc` > 1 launches that many DDP processes through torchx on this node (one per GPU in a pod).
+    `init_from` (a checkpoint directory) continues from its weights with its model: objective, preset and model
+    overrides come from it, so a retraining run cannot build a different model. Returns the run's summary."""
+    from mug.checkpoint import read_config
+    from mug.train.config import load_train_config
+
+    overrides = _integral(settings)
+    if init_from is not None:
+        saved = read_config(init_from)[1].get("train", {})
+        overrides |= {key: saved[key] for key in ("objective", "preset", "model") if key in saved}
+        overrides["init_from"] = str(init_from)
+    with tempfile.TemporaryDirectory(prefix="mug-pretrain-") as run_dir:
+        cfg = load_train_config(overrides=overrides | {"data": list(shards), "out": run_dir})
+        if nproc > 1:
+            from mug.train.launch import LaunchSpec, launch, pretrain_argv
+
+            code = launch(pretrain_argv(cfg), LaunchSpec(nproc_per_node=nproc))
+            if code != 0:
+                raise UserError(f"pretrain: the {nproc} training processes failed with exit code {code}")
+        else:
+            from mug.train.loop import train
+
+            train(cfg)
+        summary = json.loads((Path(run_dir) / "summary.json").read_text())
+        if logs_dir is not None:
+            Path(logs_dir).mkdir(parents=True, exist_ok=True)
+            for name in ("summary.json", "wandb"):
+                if (Path(run_dir) / name).exists():
+                    shutil.move(Path(run_dir) / name, Path(logs_dir) / name)
+        shutil.rmtree(model_dir, ignore_errors=True)
+        Path(model_dir).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(Path(run_dir) / "model", model_dir)
+    return summary
+
+
+def evaluate(
+    checkpoint_dir: str | Path,
+    data: list[str],
+    out_dir: str | Path,
+    report: str | Path,
+    batch_size: int = 64,
+    max_samples: int | None = None,
+    device: str = "cpu",
+) -> tuple[dict[str, float], dict[str, Any] | None]:
+    """Evaluate the checkpoint on `data` (metrics.json and confusion.json in `out_dir`, the HTML report at
+    `report`); `device` "auto" picks a GPU when there is one, like training. Returns the metrics and the headline
+    confusion matrix ({"name", "labels", "matrix"}, or None)."""
+    import torch
+
+    from mug.evaluation.evaluate import EvalOptions, evaluate_checkpoint
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    out = Path(out_dir)
+    opts = EvalOptions(batch_size=batch_size, max_samples=max_samples or None, device=device, progress=False)
+    metrics = evaluate_checkpoint(checkpoint_dir, data, out, opts)
+    Path(report).parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(out / REPORT, report)
+    confusion = json.loads((out / CONFUSION).read_text())
+    probes = [name for name in confusion if name.startswith("probe_cls/")]
+    headline = f"probe_cls/{HEADLINE_LABEL}" if f"probe_cls/{HEADLINE_LABEL}" in confusion else next(iter(probes), None)
+    return metrics, ({"name": headline, **confusion[headline]} if headline else None)
+
+
+def beats(score: float, baseline: float | None, what: str, key: str = "transfer/score") -> tuple[bool, str]:
+    """Whether `score` should replace `baseline` (the production model's; None when there is none), and why in
+    one sentence. Strictly better only: a tie keeps the model already in production."""
+    if math.isnan(score):
+        return False, f"{key} is missing or NaN"
+    if baseline is None:
+        return True, f"{key} {score:.4f} and no production model yet"
+    if math.isnan(baseline):
+        return False, f"{what} has no {key} to compare with: promote by hand"
+    verb = "beats" if score > baseline else "does not beat"
+    return score > baseline, f"{key} {score:.4f} {verb} {what} ({baseline:.4f})"
+
+
+def fetch_production(dst: str | Path, name: str, uri: str | None = None) -> tuple[Path, int, float]:
+    """Download the model holding the `production` alias into `dst`: (checkpoint dir, version, its score)."""
+    from mug.registry import download_model, production_score
+
+    production = production_score(name, uri)
+    if production is None:
+        raise UserError(f"registry: {name} has no production version to retrain; run mug-pretrain first")
+    version, score = production
+    with tempfile.TemporaryDirectory(prefix="mug-production-") as tmp:
+        shutil.rmtree(dst, ignore_errors=True)
+        Path(dst).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(download_model(version, tmp, name, uri), dst)
+    return Path(dst), version, score

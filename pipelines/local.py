@@ -1,0 +1,176 @@
+"""Run a pipeline on this machine through kfp.local: the same compiled pipeline a cluster runs, each task a
+subprocess of this Python environment (no container, no network). Outputs stay under `pipeline_root`."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import re
+import sys
+import time
+import warnings
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from mug.errors import UserError
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_INNER_FAILED = re.compile(r"Inner task failed: (.+)\.$")
+
+
+class _Tee(io.TextIOBase):
+    """Echo to the real stdout and keep the last lines: kfp.local prints each task's output, the only place a
+    failed task's exception is found."""
+
+    def __init__(self, stream, keep: int = 400):
+        self.stream, self.lines, self._partial = stream, deque(maxlen=keep), ""
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        self.stream.flush()
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        self.lines.extend(lines)
+        return len(text)
+
+
+def _exception_line(lines: list[str]) -> str | None:
+    """The last traceback's final line ("module.Error: message"), with the module path of our own errors
+    dropped: they are sentences for the user."""
+    starts = [i for i, line in enumerate(lines) if line.strip() == "Traceback (most recent call last):"]
+    if not starts:
+        return None
+    indent = len(lines[starts[-1]]) - len(lines[starts[-1]].lstrip())
+    for line in lines[starts[-1] + 1 :]:
+        if line.strip() and len(line) - len(line.lstrip()) == indent:
+            text = line.strip()
+            return re.sub(r"^mug\.[\w.]+: ", "", text)
+    return None
+
+
+def _failed_task(err: RuntimeError) -> str | None:
+    match = _INNER_FAILED.search(_ANSI.sub("", str(err)))
+    return match and match.group(1).split(" inside ")[0].strip("'")
+
+
+def _path(artifact) -> str:
+    """An artifact's path, relative to the current directory when it lies below it."""
+    path = Path(artifact.path)
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
+def _numbers(artifact) -> dict[str, float]:
+    return {k: v for k, v in artifact.metadata.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def _gate_line(gate) -> str:
+    m = _numbers(gate.outputs["gate"]) if hasattr(gate, "outputs") else _numbers(gate)
+    return f"data gate: passed on {m.get('samples', 0):.0f} samples from {m.get('shards', 0):.0f} shards"
+
+
+def _training_line(model, training) -> str:
+    meta, m = model.metadata, _numbers(training)
+    losses = ", ".join(f"{k.removeprefix('final/')} {v:.4f}" for k, v in sorted(m.items()) if k.startswith("final/"))
+    return (
+        f"trained {meta['objective']}/{meta['preset']} for {meta['steps']} steps ({m.get('images_per_s', 0):.0f} "
+        f"images/s): {losses}\n  data md5 {meta['data_md5']}, revision {meta['data_revision']}, "
+        f"code {meta['code_version']}"
+    )
+
+
+def _transfer_line(evaluation, label: str = "transfer") -> str:
+    from mug.evaluation.evaluate import TRANSFER_SCORE
+
+    m = _numbers(evaluation)
+    probes = ", ".join(f"{k} {v:.3f}" for k, v in sorted(m.items()) if k.startswith(("probe_cls/", "digits/probe_cls")))
+    return f"{label}: {TRANSFER_SCORE} {m.get(TRANSFER_SCORE, math.nan):.4f} ({probes})"
+
+
+def _registration_line(registered: bool, evaluation, arguments: dict, baseline=None) -> str:
+    """The version the run registered, or why it registered none: the registry and the pipeline's own test
+    (`mug.steps.beats`) are the sources, since a task inside dsl.If cannot be a pipeline output."""
+    from mug.evaluation.evaluate import TRANSFER_SCORE
+    from mug.registry import list_versions, production_score
+    from mug.steps import beats
+
+    name, uri = arguments.get("model_name", "mug-encoder"), arguments.get("registry_uri") or None
+    if registered:
+        newest = list_versions(name, uri)[0]
+        return f"registered: {name} v{newest.version} ({', '.join(newest.aliases)})"
+    score = _numbers(evaluation).get(TRANSFER_SCORE, math.nan)
+    if baseline is not None:
+        reason = beats(score, _numbers(baseline).get(TRANSFER_SCORE, math.nan), "production on the same eval data")[1]
+    else:
+        production = production_score(name, uri)
+        reason = beats(score, production[1] if production else None, f"production v{production[0]}")[1]
+    return f"not registered: {reason}"
+
+
+def _summary_pretrain(outputs: dict, arguments: dict) -> list[str]:
+    return [
+        _gate_line(outputs["gate"]),
+        _training_line(outputs["model"], outputs["training"]),
+        _transfer_line(outputs["evaluation"]),
+        _registration_line(outputs["registered"], outputs["evaluation"], arguments),
+        f"report: {_path(outputs['report'])}",
+        f"checkpoint: {_path(outputs['model'])}",
+        f"data gate report: {_path(outputs['gate_report'])}",
+    ]
+
+
+def _summary_retrain(outputs: dict, arguments: dict) -> list[str]:
+    return [
+        _gate_line(outputs["gate"]),
+        f"continued from {outputs['model'].metadata.get('init_from', '?')}",
+        _training_line(outputs["model"], outputs["training"]),
+        _transfer_line(outputs["evaluation"], "retrained"),
+        _transfer_line(outputs["production"], "production"),
+        _registration_line(outputs["registered"], outputs["evaluation"], arguments, outputs["production"]),
+        f"report: {_path(outputs['report'])}",
+        f"checkpoint: {_path(outputs['model'])}",
+    ]
+
+
+def _summary_benchmark(outputs: dict, arguments: dict) -> list[str]:
+    table = Path(outputs["table"].path).read_text().rstrip()
+    return [_gate_line(outputs["gate"]), table, f"chart: {_path(outputs['chart'])}"]
+
+
+_SUMMARIES = {"mug-pretrain": _summary_pretrain, "mug-retrain": _summary_retrain, "mug-benchmark": _summary_benchmark}
+
+
+def run_local(name: str, arguments: dict[str, Any], pipeline_root: str | Path = "runs/pipelines") -> str:
+    """Run pipeline `name` with `arguments` here and return a short summary to print. A failed task raises a
+    UserError naming the task and its error; the full log was streamed to stdout as the run went."""
+    from kfp import local
+
+    from pipelines import PIPELINES
+
+    if name not in PIPELINES:
+        raise UserError(f"unknown pipeline {name!r}; known: {', '.join(PIPELINES)}")
+    pipeline = PIPELINES[name]
+    known = pipeline.component_spec.inputs or {}
+    unknown = sorted(set(arguments) - set(known))
+    if unknown:
+        raise UserError(f"{name} has no parameter {', '.join(unknown)}; known: {', '.join(known)}")
+    tee = _Tee(sys.stdout)
+    started = time.perf_counter()
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
+    try:
+        with contextlib.redirect_stdout(tee), warnings.catch_warnings():
+            # Our tasks run in this environment on purpose; the image is the cluster's.
+            warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
+            outputs = pipeline(**arguments).outputs
+    except RuntimeError as err:
+        task = _failed_task(err)
+        if task is None:
+            raise
+        reason = _exception_line(list(tee.lines)) or "see the log above"
+        raise UserError(f"{name}: task {task} failed: {reason}") from None
+    finally:
+        local.config.LocalExecutionConfig.instance = None  # the next run (or test) starts from a clean slate
+    minutes, seconds = divmod(time.perf_counter() - started, 60)
+    lines = [f"{name} finished in {minutes:.0f}m{seconds:02.0f}s; outputs under {pipeline_root}"]
+    return "\n".join(lines + _SUMMARIES[name](outputs, arguments)) + "\n"

@@ -1,0 +1,114 @@
+"""mug-pretrain: validate -> pretrain -> evaluate -> register, if the model beats production (or there is none).
+
+The defaults are the main job's: the DVC sample corpus, the tiny preset on the CPU, and a step count that runs
+the whole pipeline in minutes on two cores. On a cluster, point `data` at your shards and raise the budget."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Metrics, Model
+
+from components import beats_production, evaluate_checkpoint, pretrain, register_model, validate_data
+from pipelines.platform import on_gpus, step
+
+DATA = ["data/train"]
+EVAL_DATA = ["data/eval"]
+TOKENIZER = "artifacts/tokenizer.json"
+MODEL_NAME = "mug-encoder"
+DEMO_STEPS = 150
+
+
+class Outputs(NamedTuple):
+    gate: Metrics
+    gate_report: HTML
+    model: Model
+    training: Metrics
+    evaluation: Metrics
+    report: HTML
+    registered: bool
+
+
+@dsl.pipeline(name="mug-pretrain", description="Validate web shards, pre-train, evaluate, register if better.")
+def mug_pretrain(
+    data: list = DATA,
+    data_revision: str = "",
+    eval_data: list = EVAL_DATA,
+    tokenizer: str = TOKENIZER,
+    objective: str = "mug",
+    preset: str = "tiny",
+    steps: int = DEMO_STEPS,
+    batch_size: int = 64,
+    gpus: int = 0,
+    nproc: int = 1,
+    device: str = "auto",
+    thresholds: dict = {},
+    min_side: int = 0,
+    settings: dict = {},
+    wandb: str = "offline",
+    eval_max_samples: int = 0,
+    registry_uri: str = "",
+    model_name: str = MODEL_NAME,
+) -> Outputs:
+    """`data_revision` "" records the git commit holding the data; `thresholds` {} is the shipped gate;
+    `settings` any other TrainConfig field; `nproc` processes per pod (one per GPU); `registry_uri` "" is
+    $MUG_REGISTRY_URI or the local sqlite registry."""
+    gate = step(
+        validate_data(
+            data=data,
+            data_revision=data_revision,
+            tokenizer=tokenizer,
+            thresholds=thresholds,
+            min_side=min_side,
+        )
+    )
+    train = on_gpus(
+        step(
+            pretrain(
+                dataset=gate.outputs["dataset"],
+                objective=objective,
+                preset=preset,
+                steps=steps,
+                batch_size=batch_size,
+                tokenizer=tokenizer,
+                device=device,
+                wandb=wandb,
+                nproc=nproc,
+                settings=settings,
+            )
+        ),
+        gpus,
+    )
+    evaluation = on_gpus(
+        step(
+            evaluate_checkpoint(
+                model=train.outputs["model"],
+                data=eval_data,
+                batch_size=batch_size,
+                max_samples=eval_max_samples,
+                device=device,
+            )
+        ),
+        gpus,
+    )
+    decision = step(
+        beats_production(candidate=evaluation.outputs["metrics"], registry_uri=registry_uri, model_name=model_name)
+    )
+    with dsl.If(decision.output == True):  # noqa: E712 (a pipeline condition, compiled, not evaluated here)
+        step(
+            register_model(
+                model=train.outputs["model"],
+                metrics=evaluation.outputs["metrics"],
+                registry_uri=registry_uri,
+                model_name=model_name,
+                pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            )
+        )
+    return Outputs(
+        gate=gate.outputs["metrics"],
+        gate_report=gate.outputs["report"],
+        model=train.outputs["model"],
+        training=train.outputs["metrics"],
+        evaluation=evaluation.outputs["metrics"],
+        report=evaluation.outputs["report"],
+        registered=decision.output,
+    )

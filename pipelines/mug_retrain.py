@@ -1,0 +1,107 @@
+"""mug-retrain: the newest data -> validate -> continue pre-training the production model -> evaluate the new
+and the production model on the same eval data -> register only if the new one is better.
+
+Meant to be scheduled: caching is off on every task, so each run reads the shards as they are now (their md5
+and revision are recorded on the model) rather than reusing a result for the same parameters."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Metrics, Model
+
+from components import (
+    beats_production,
+    evaluate_checkpoint,
+    pretrain,
+    production_model,
+    register_model,
+    validate_data,
+)
+from pipelines.mug_pretrain import DATA, DEMO_STEPS, EVAL_DATA, MODEL_NAME, TOKENIZER
+from pipelines.platform import on_gpus, step
+
+
+class Outputs(NamedTuple):
+    gate: Metrics
+    model: Model
+    training: Metrics
+    evaluation: Metrics
+    production: Metrics
+    report: HTML
+    registered: bool
+
+
+@dsl.pipeline(name="mug-retrain", description="Continue pre-training the production model on the newest data.")
+def mug_retrain(
+    data: list = DATA,
+    data_revision: str = "",
+    eval_data: list = EVAL_DATA,
+    tokenizer: str = TOKENIZER,
+    steps: int = DEMO_STEPS,
+    batch_size: int = 64,
+    gpus: int = 0,
+    nproc: int = 1,
+    device: str = "auto",
+    thresholds: dict = {},
+    min_side: int = 0,
+    settings: dict = {},
+    wandb: str = "offline",
+    eval_max_samples: int = 0,
+    registry_uri: str = "",
+    model_name: str = MODEL_NAME,
+) -> Outputs:
+    """The objective and model come from the production version; `tokenizer` only feeds the gate's token-length
+    check (training keeps the production model's). Other parameters as in mug-pretrain."""
+    gate = step(
+        validate_data(
+            data=data, data_revision=data_revision, tokenizer=tokenizer, thresholds=thresholds, min_side=min_side
+        )
+    )
+    production = step(production_model(registry_uri=registry_uri, model_name=model_name))
+    train = pretrain(
+        dataset=gate.outputs["dataset"],
+        objective="",
+        preset="",
+        steps=steps,
+        batch_size=batch_size,
+        tokenizer="",
+        device=device,
+        wandb=wandb,
+        nproc=nproc,
+        settings=settings,
+        init_from=production.outputs["model"],
+    )
+    on_gpus(step(train), gpus)
+    evaluations = {}
+    for name, model in (("new", train.outputs["model"]), ("production", production.outputs["model"])):
+        evaluations[name] = evaluate_checkpoint(
+            model=model, data=eval_data, batch_size=batch_size, max_samples=eval_max_samples, device=device
+        ).set_display_name(f"evaluate-{name}")
+        on_gpus(step(evaluations[name]), gpus)
+    decision = step(
+        beats_production(
+            candidate=evaluations["new"].outputs["metrics"],
+            registry_uri=registry_uri,
+            model_name=model_name,
+            production=evaluations["production"].outputs["metrics"],
+        )
+    )
+    with dsl.If(decision.output == True):  # noqa: E712 (a pipeline condition, compiled, not evaluated here)
+        step(
+            register_model(
+                model=train.outputs["model"],
+                metrics=evaluations["new"].outputs["metrics"],
+                registry_uri=registry_uri,
+                model_name=model_name,
+                pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            )
+        )
+    return Outputs(
+        gate=gate.outputs["metrics"],
+        model=train.outputs["model"],
+        training=train.outputs["metrics"],
+        evaluation=evaluations["new"].outputs["metrics"],
+        production=evaluations["production"].outputs["metrics"],
+        report=evaluations["new"].outputs["report"],
+        registered=decision.output,
+    )

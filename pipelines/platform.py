@@ -1,0 +1,64 @@
+"""Cluster settings, applied through kfp-kubernetes at compile time: they only warn in a local run. Defaults
+suit NVIDIA's GPU operator; override them with environment variables when compiling for another cluster.
+Nothing secret is written: the W&B key reaches the pod from a Kubernetes Secret, by name."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from kfp import kubernetes
+from kfp.dsl import PipelineTask
+from kfp.dsl.pipeline_channel import PipelineChannel
+
+
+def _pairs(text: str) -> dict[str, str]:
+    """"k=v,k2=v2" -> {"k": "v", "k2": "v2"}."""
+    pairs = dict(item.split("=", 1) for item in text.split(",") if item.strip())
+    return {key.strip(): value.strip() for key, value in pairs.items()}
+
+
+@dataclass(frozen=True)
+class Platform:
+    accelerator_type: str = "nvidia.com/gpu"
+    node_selector: dict[str, str] = field(default_factory=lambda: {"nvidia.com/gpu.present": "true"})
+    gpu_taint: str = "nvidia.com/gpu"  # tolerated (Exists, NoSchedule) so GPU steps may run on tainted GPU nodes
+    shm_size: str = "16Gi"  # DataLoader workers and NCCL share memory through /dev/shm (64 MiB by default)
+    wandb_secret: str = "wandb"  # a Secret in the run's namespace ...
+    wandb_secret_key: str = "api-key"  # ... whose key becomes WANDB_API_KEY
+
+    @classmethod
+    def from_env(cls) -> Platform:
+        """$MUG_ACCELERATOR_TYPE, $MUG_NODE_SELECTOR ("k=v,..."), $MUG_GPU_TAINT, $MUG_SHM_SIZE, $MUG_WANDB_SECRET."""
+        default = cls()
+        env = os.environ.get
+        selector = env("MUG_NODE_SELECTOR")
+        return cls(
+            accelerator_type=env("MUG_ACCELERATOR_TYPE", default.accelerator_type),
+            node_selector=_pairs(selector) if selector is not None else default.node_selector,
+            gpu_taint=env("MUG_GPU_TAINT", default.gpu_taint),
+            shm_size=env("MUG_SHM_SIZE", default.shm_size),
+            wandb_secret=env("MUG_WANDB_SECRET", default.wandb_secret),
+        )
+
+
+def step(task: PipelineTask) -> PipelineTask:
+    """Every task: no caching. KFP's cache key hashes parameters, not data contents, so a cached step could
+    reuse results computed from older shards at the same path."""
+    return task.set_caching_options(False)
+
+
+def on_gpus(task: PipelineTask, gpus: int | PipelineChannel, platform: Platform | None = None) -> PipelineTask:
+    """A training task on `gpus` GPUs of a GPU node, with a memory-backed /dev/shm and the W&B key (optional:
+    without the Secret, W&B stays offline)."""
+    platform = platform or Platform.from_env()
+    task.set_accelerator_type(platform.accelerator_type).set_accelerator_limit(gpus)
+    kubernetes.empty_dir_mount(task, "dshm", mount_path="/dev/shm", medium="Memory", size_limit=platform.shm_size)
+    for key, value in platform.node_selector.items():
+        kubernetes.add_node_selector(task, key, value)
+    if platform.gpu_taint:
+        kubernetes.add_toleration(task, key=platform.gpu_taint, operator="Exists", effect="NoSchedule")
+    kubernetes.use_secret_as_env(
+        task, platform.wandb_secret, {platform.wandb_secret_key: "WANDB_API_KEY"}, optional=True
+    )
+    return task

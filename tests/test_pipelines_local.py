@@ -1,0 +1,89 @@
+"""mug-pretrain end to end through kfp.local on micro data and a micro model: what it registers, what it keeps
+out of production, and where a bad corpus stops it."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mug.data.corpus import NoiseConfig, synthesize_corpus
+from mug.errors import UserError
+from mug.registry import list_versions, production_score, register_model
+from pipelines.local import run_local
+from tests.conftest import MICRO
+
+
+def _corpus(root: Path, noise: NoiseConfig = NoiseConfig()) -> Path:
+    synthesize_corpus(root, 256, 96, shard_size=128, image_size=32, noise=noise, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory) -> Path:
+    return _corpus(tmp_path_factory.mktemp("web"))
+
+
+def _arguments(web: Path, registry: str) -> dict:
+    return {
+        "data": [str(web / "train")],
+        "data_revision": "test-rev",
+        "eval_data": [str(web / "eval")],
+        "tokenizer": "",
+        "objective": "mug",
+        "steps": 6,
+        "batch_size": 16,
+        "device": "cpu",
+        "min_side": 32,
+        "settings": {"model": MICRO, "num_workers": 0, "shuffle_buffer": 32, "log_every": 1},
+        "wandb": "disabled",
+        "eval_max_samples": 64,
+        "registry_uri": registry,
+    }
+
+
+def _run_dir(root: Path) -> Path:
+    (run,) = [p for p in root.iterdir() if p.name.startswith("mug-pretrain-")]
+    return run
+
+
+def test_pretrain_registers_then_keeps_a_better_production(web, tmp_path):
+    registry = f"sqlite:///{tmp_path / 'registry' / 'mlflow.db'}"
+    summary = run_local("mug-pretrain", _arguments(web, registry), tmp_path / "first")
+
+    run = _run_dir(tmp_path / "first")
+    model = run / "pretrain" / "model"
+    assert {"model.safetensors", "config.json", "tokenizer.json"} <= {p.name for p in model.iterdir()}
+    metrics = json.loads((run / "evaluate-checkpoint" / "metrics" / "metrics.json").read_text())
+    assert 0 <= metrics["transfer/score"] <= 1
+    assert (run / "evaluate-checkpoint" / "report").read_text().startswith("<!doctype html>")
+    assert "data gate" in (run / "validate-data" / "report").read_text().lower()
+    (version,) = list_versions("mug-encoder", registry)
+    assert version.version == 1 and sorted(version.aliases) == ["candidate", "production"]
+    assert version.tags["lineage.data_revision"] == "test-rev"
+    assert version.tags["lineage.objective"] == "mug" and version.tags["lineage.data_md5"]
+    assert "registered: mug-encoder v1 (candidate, production)" in summary
+    assert "data gate: passed on 256 samples from 2 shards" in summary
+    assert "loss_cap" in summary and "transfer/score" in summary
+    assert f"checkpoint: {model}" in summary
+
+    # A production model no run can beat (score 1.0): the next run must leave it, and register nothing.
+    register_model(model, {"transfer/score": 1.0}, {"note": "perfect"}, uri=registry)
+    summary = run_local("mug-pretrain", _arguments(web, registry), tmp_path / "second")
+    assert "not registered: transfer/score" in summary and "does not beat production v2 (1.0000)" in summary
+    assert production_score(uri=registry) == (2, 1.0)
+    assert [v.version for v in list_versions("mug-encoder", registry)] == [2, 1]
+
+
+def test_pretrain_stops_at_the_data_gate(tmp_path):
+    broken = _corpus(tmp_path / "web", NoiseConfig(corrupt=0.5))
+    registry = f"sqlite:///{tmp_path / 'registry' / 'mlflow.db'}"
+    with pytest.raises(UserError, match=r"task validate-data failed: data gate failed .*decode_failure_rate") as err:
+        run_local("mug-pretrain", _arguments(broken, registry), tmp_path / "runs")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "registry").exists()
+    assert not (_run_dir(tmp_path / "runs") / "pretrain").exists()
+
+
+def test_unknown_parameter_is_named(tmp_path):
+    with pytest.raises(UserError, match="mug-pretrain has no parameter stepz"):
+        run_local("mug-pretrain", {"stepz": 3}, tmp_path)
