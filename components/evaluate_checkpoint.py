@@ -13,15 +13,17 @@ def evaluate_checkpoint(
     batch_size: int,
     max_samples: int,
     device: str,
+    gpus: int,
     metrics: Output[Metrics],
     confusion: Output[ClassificationMetrics],
     report: Output[HTML],
 ):
     """Evaluate the frozen encoder on the eval shards `data` (`max_samples` 0: all). `metrics` holds every
-    number (metrics.json and confusion.json sit in its folder); `confusion` the shape probe's matrix."""
+    number (metrics.json and confusion.json sit in its folder); `confusion` the shape probe's matrix. `gpus`
+    is the task's accelerator limit (0: evaluate on the CPU)."""
     from mug.steps import evaluate
 
-    values, headline = evaluate(model.path, data, metrics.path, report.path, batch_size, max_samples, device)
+    values, headline = evaluate(model.path, data, metrics.path, report.path, batch_size, max_samples, device, gpus)
     for name, value in values.items():
         metrics.log_metric(name, value)
     metrics.metadata["objective"] = model.metadata.get("objective", "")

@@ -17,15 +17,17 @@ def pretrain(
     device: str,
     wandb: str,
     nproc: int,
+    gpus: int,
     settings: dict,
     model: Output[Model],
     metrics: Output[Metrics],
     init_from: Input[Model] = None,
 ):
     """Train on the validated shards (`tokenizer` "" learns one from them); `settings` holds any other
-    TrainConfig field (base_lr, model overrides, ...). With `init_from`, continue from that model (its objective
-    and preset win). `model` is the checkpoint directory; its metadata carries what a registered model is traced
-    back by. `metrics`' folder keeps summary.json and the offline W&B run."""
+    TrainConfig field (base_lr, model overrides, ...); `nproc` 0 runs one process per GPU of the `gpus` it
+    holds. With `init_from`, continue from that model (its objective and preset win). `model` is the checkpoint
+    directory; its metadata carries what a registered model is traced back by. `metrics`' folder keeps
+    summary.json and the offline W&B run."""
     from mug.steps import pretrain as run
 
     chosen = {"objective": objective, "preset": preset, "steps": steps, "batch_size": batch_size}
@@ -37,6 +39,7 @@ def pretrain(
         nproc,
         init_from.path if init_from is not None else None,
         metrics.path,
+        gpus,
     )
     train = summary["train"]
     model.metadata.update(

@@ -1,7 +1,5 @@
 """The benchmark's fan-in: every objective's evaluation, ranked in one comparison."""
 
-from typing import List
-
 from kfp import dsl
 from kfp.dsl import HTML, Input, Markdown, Metrics, Output
 
@@ -9,7 +7,7 @@ from components.image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def rank_objectives(evaluations: Input[List[Metrics]], budget: str, table: Output[Markdown], chart: Output[HTML]):
+def rank_objectives(evaluations: Input[list[Metrics]], budget: str, table: Output[Markdown], chart: Output[HTML]):
     """Rank the objectives by transfer score: a Markdown table and an HTML page with a bar chart."""
     from mug.evaluation.comparison import html_page, markdown_table
 

@@ -74,15 +74,18 @@ def pretrain(
     nproc: int = 1,
     init_from: str | Path | None = None,
     logs_dir: str | Path | None = None,
+    gpus: int = 0,
 ) -> dict[str, Any]:
     """Train on `shards` with `settings` (TrainConfig fields) and leave the final checkpoint in `model_dir`, and
     summary.json and an offline W&B run (for `wandb sync`) in `logs_dir`.
-    `nproc` > 1 launches that many DDP processes through torchx on this node (one per GPU in a pod).
+    `nproc` > 1 launches that many DDP processes through torchx on this node; 0 means one per GPU of the `gpus`
+    the task holds (at least one).
     `init_from` (a checkpoint directory) continues from its weights with its model: objective, preset and model
     overrides come from it, so a retraining run cannot build a different model. Returns the run's summary."""
     from mug.checkpoint import read_config
     from mug.train.config import load_train_config
 
+    nproc = nproc or max(gpus, 1)
     overrides = _integral(settings)
     if init_from is not None:
         saved = read_config(init_from)[1].get("train", {})
@@ -120,16 +123,18 @@ def evaluate(
     batch_size: int = 64,
     max_samples: int | None = None,
     device: str = "cpu",
+    gpus: int | None = None,
 ) -> tuple[dict[str, float], dict[str, Any] | None]:
     """Evaluate the checkpoint on `data` (metrics.json and confusion.json in `out_dir`, the HTML report at
-    `report`); `device` "auto" picks a GPU when there is one, like training. Returns the metrics and the headline
+    `report`); `device` "auto" picks a GPU when there is one (and the task holds one: `gpus` 0 means the CPU).
+    Returns the metrics and the headline
     confusion matrix ({"name", "labels", "matrix"}, or None)."""
     import torch
 
     from mug.evaluation.evaluate import EvalOptions, evaluate_checkpoint
 
     if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = "cuda" if torch.cuda.is_available() and gpus != 0 else "cpu"
 
     out = Path(out_dir)
     opts = EvalOptions(batch_size=batch_size, max_samples=max_samples or None, device=device, progress=False)

@@ -16,6 +16,7 @@ from typing import Any
 
 from mug.errors import UserError
 
+_HEADLINE_PROBES = ("probe_cls/shape", "probe_cls/colour", "probe_cls/size", "digits/probe_cls")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _INNER_FAILED = re.compile(r"Inner task failed: (.+)\.$")
 
@@ -74,7 +75,7 @@ def _training_line(model, training) -> str:
     meta, m = model.metadata, _numbers(training)
     losses = ", ".join(f"{k.removeprefix('final/')} {v:.4f}" for k, v in sorted(m.items()) if k.startswith("final/"))
     return (
-        f"trained {meta['objective']}/{meta['preset']} for {meta['steps']} steps ({m.get('images_per_s', 0):.0f} "
+        f"trained {meta['objective']}/{meta['preset']} for {meta['steps']:.0f} steps ({m.get('images_per_s', 0):.0f} "
         f"images/s): {losses}\n  data md5 {meta['data_md5']}, revision {meta['data_revision']}, "
         f"code {meta['code_version']}"
     )
@@ -84,7 +85,7 @@ def _transfer_line(evaluation, label: str = "transfer") -> str:
     from mug.evaluation.evaluate import TRANSFER_SCORE
 
     m = _numbers(evaluation)
-    probes = ", ".join(f"{k} {v:.3f}" for k, v in sorted(m.items()) if k.startswith(("probe_cls/", "digits/probe_cls")))
+    probes = ", ".join(f"{k} {m[k]:.3f}" for k in _HEADLINE_PROBES if k in m)
     return f"{label}: {TRANSFER_SCORE} {m.get(TRANSFER_SCORE, math.nan):.4f} ({probes})"
 
 

@@ -30,11 +30,11 @@ def mug_benchmark(
     steps: int = DEMO_STEPS,
     batch_size: int = 64,
     gpus: int = 0,
-    nproc: int = 1,
+    nproc: int = 0,
     device: str = "auto",
-    thresholds: dict = {},
+    thresholds: dict = {},  # noqa: B006 (a default the compiler reads; never mutated)
     min_side: int = 0,
-    settings: dict = {},
+    settings: dict = {},  # noqa: B006
     wandb: str = "offline",
     eval_max_samples: int = 0,
 ) -> Outputs:
@@ -56,6 +56,7 @@ def mug_benchmark(
             device=device,
             wandb=wandb,
             nproc=nproc,
+            gpus=gpus,
             settings=settings,
         )
         on_gpus(step(train), gpus)
@@ -65,6 +66,7 @@ def mug_benchmark(
             batch_size=batch_size,
             max_samples=eval_max_samples,
             device=device,
+            gpus=gpus,
         )
         on_gpus(step(evaluation), gpus)
     ranking = step(

@@ -39,19 +39,19 @@ def mug_pretrain(
     steps: int = DEMO_STEPS,
     batch_size: int = 64,
     gpus: int = 0,
-    nproc: int = 1,
+    nproc: int = 0,
     device: str = "auto",
-    thresholds: dict = {},
+    thresholds: dict = {},  # noqa: B006 (a default the compiler reads; never mutated)
     min_side: int = 0,
-    settings: dict = {},
+    settings: dict = {},  # noqa: B006
     wandb: str = "offline",
     eval_max_samples: int = 0,
     registry_uri: str = "",
     model_name: str = MODEL_NAME,
 ) -> Outputs:
     """`data_revision` "" records the git commit holding the data; `thresholds` {} is the shipped gate;
-    `settings` any other TrainConfig field; `nproc` processes per pod (one per GPU); `registry_uri` "" is
-    $MUG_REGISTRY_URI or the local sqlite registry."""
+    `settings` any other TrainConfig field; `nproc` training processes per pod (0: one per GPU); `registry_uri`
+    "" is $MUG_REGISTRY_URI or the local sqlite registry."""
     gate = step(
         validate_data(
             data=data,
@@ -73,6 +73,7 @@ def mug_pretrain(
                 device=device,
                 wandb=wandb,
                 nproc=nproc,
+                gpus=gpus,
                 settings=settings,
             )
         ),
@@ -86,6 +87,7 @@ def mug_pretrain(
                 batch_size=batch_size,
                 max_samples=eval_max_samples,
                 device=device,
+                gpus=gpus,
             )
         ),
         gpus,

@@ -40,11 +40,11 @@ def mug_retrain(
     steps: int = DEMO_STEPS,
     batch_size: int = 64,
     gpus: int = 0,
-    nproc: int = 1,
+    nproc: int = 0,
     device: str = "auto",
-    thresholds: dict = {},
+    thresholds: dict = {},  # noqa: B006 (a default the compiler reads; never mutated)
     min_side: int = 0,
-    settings: dict = {},
+    settings: dict = {},  # noqa: B006
     wandb: str = "offline",
     eval_max_samples: int = 0,
     registry_uri: str = "",
@@ -68,6 +68,7 @@ def mug_retrain(
         device=device,
         wandb=wandb,
         nproc=nproc,
+        gpus=gpus,
         settings=settings,
         init_from=production.outputs["model"],
     )
@@ -75,7 +76,7 @@ def mug_retrain(
     evaluations = {}
     for name, model in (("new", train.outputs["model"]), ("production", production.outputs["model"])):
         evaluations[name] = evaluate_checkpoint(
-            model=model, data=eval_data, batch_size=batch_size, max_samples=eval_max_samples, device=device
+            model=model, data=eval_data, batch_size=batch_size, max_samples=eval_max_samples, device=device, gpus=gpus
         ).set_display_name(f"evaluate-{name}")
         on_gpus(step(evaluations[name]), gpus)
     decision = step(

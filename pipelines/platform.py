@@ -13,7 +13,7 @@ from kfp.dsl.pipeline_channel import PipelineChannel
 
 
 def _pairs(text: str) -> dict[str, str]:
-    """"k=v,k2=v2" -> {"k": "v", "k2": "v2"}."""
+    """'k=v,k2=v2' -> {"k": "v", "k2": "v2"}."""
     pairs = dict(item.split("=", 1) for item in text.split(",") if item.strip())
     return {key.strip(): value.strip() for key, value in pairs.items()}
 

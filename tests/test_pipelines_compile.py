@@ -1,0 +1,149 @@
+"""Every pipeline compiles to IR YAML with the components, parameters and cluster settings a Kubeflow cluster
+needs, and no secret value in it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from kfp import compiler
+
+import mug
+from components.image import mug_image
+from pipelines import PIPELINES
+
+COMPONENTS = {
+    "mug-pretrain": {"validate-data", "pretrain", "evaluate-checkpoint", "beats-production", "register-model"},
+    "mug-benchmark": {"validate-data", "pretrain", "evaluate-checkpoint", "rank-objectives"},
+    "mug-retrain": {
+        "validate-data",
+        "production-model",
+        "pretrain",
+        "evaluate-checkpoint",
+        "beats-production",
+        "register-model",
+    },
+}
+TRAINING = {"pretrain", "evaluate-checkpoint"}  # the tasks that get GPUs
+
+
+def _compile(name: str, tmp_path) -> tuple[dict, dict]:
+    path = tmp_path / f"{name}.yaml"
+    compiler.Compiler().compile(PIPELINES[name], str(path))
+    spec, platform = yaml.safe_load_all(path.read_text())
+    return spec, platform
+
+
+def _tasks(spec: dict) -> dict[str, dict]:
+    """Every task of the pipeline, nested DAGs (dsl.If, ParallelFor) included, by task name."""
+    tasks = dict(spec["root"]["dag"]["tasks"])
+    for component in spec["components"].values():
+        tasks |= component.get("dag", {}).get("tasks", {})
+    return tasks
+
+
+def _component_of(spec: dict, task: dict) -> str:
+    return task["componentRef"]["name"].removeprefix("comp-")
+
+
+def test_image_is_the_package_version_unless_overridden(monkeypatch):
+    monkeypatch.delenv("MUG_IMAGE", raising=False)
+    assert mug_image() == f"ghcr.io/mug-ml/mug:{mug.__version__}"
+    monkeypatch.setenv("MUG_IMAGE", "registry.example.com/mug:dev")
+    assert mug_image() == "registry.example.com/mug:dev"
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_pipeline_compiles_with_components_and_parameters(name, tmp_path):
+    spec, _ = _compile(name, tmp_path)
+    assert spec["pipelineInfo"]["name"] == name
+    used = {_component_of(spec, task) for task in _tasks(spec).values()}
+    assert COMPONENTS[name] <= {c.rstrip("-0123456789") for c in used}
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    expected = {"data", "data_revision", "eval_data", "steps", "batch_size", "gpus", "nproc", "thresholds"}
+    assert expected <= set(parameters)
+    if name != "mug-retrain":  # retraining keeps the production model's objective and preset
+        assert {"preset", "objective" if name == "mug-pretrain" else "objectives"} <= set(parameters)
+    assert parameters["data"]["defaultValue"] == ["data/train"]
+    assert parameters["gpus"]["defaultValue"] == 0
+    executors = spec["deploymentSpec"]["executors"]
+    assert {executor["container"]["image"] for executor in executors.values()} == {mug_image()}
+    assert not any("pip install" in " ".join(e["container"]["command"]) for e in executors.values())
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_caching_is_off_on_every_task(name, tmp_path):
+    spec, _ = _compile(name, tmp_path)
+    for task_name, task in _tasks(spec).items():
+        if "componentRef" in task and "dag" not in spec["components"][task["componentRef"]["name"]]:
+            assert task["cachingOptions"].get("enableCache", False) is False, task_name
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_gpu_tasks_get_accelerators_shm_node_and_secret(name, tmp_path):
+    spec, platform = _compile(name, tmp_path)
+    executors = spec["deploymentSpec"]["executors"]
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    gpu_executors = {e for e in executors if e.removeprefix("exec-").rstrip("-0123456789") in TRAINING}
+    assert gpu_executors and set(k8s) == gpu_executors
+    for executor in gpu_executors:
+        accelerator = executors[executor]["container"]["resources"]["accelerator"]
+        assert accelerator["resourceType"] == "nvidia.com/gpu"
+        assert accelerator["resourceCount"] == "{{$.inputs.parameters['pipelinechannel--gpus']}}"
+        settings = k8s[executor]
+        assert settings["emptyDirMounts"] == [
+            {"volumeName": "dshm", "mountPath": "/dev/shm", "medium": "Memory", "sizeLimit": "16Gi"}
+        ]
+        assert settings["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in settings["tolerations"]
+        (secret,) = settings["secretAsEnv"]
+        assert secret["secretName"] == "wandb" and secret["optional"] is True
+        assert secret["keyToEnv"] == [{"secretKey": "api-key", "envVar": "WANDB_API_KEY"}]
+    # KFP plumbs a parameter into a ParallelFor's DAG only when a task input uses it, not for an accelerator
+    # limit alone: the GPU tasks take `gpus` as an input so that the loop DAG receives it.
+    for component in spec["components"].values():
+        if "dag" in component and TRAINING & set(component["dag"]["tasks"]):
+            assert "pipelinechannel--gpus" in component["inputDefinitions"]["parameters"]
+
+
+def test_no_secret_value_in_the_yaml(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "sk-this-must-not-leak")
+    for name in PIPELINES:
+        compiler.Compiler().compile(PIPELINES[name], str(tmp_path / "p.yaml"))
+        assert "sk-this-must-not-leak" not in (tmp_path / "p.yaml").read_text()
+
+
+def test_image_and_platform_come_from_the_environment_at_import(tmp_path):
+    """The decorators build the pipelines when `pipelines` is imported: the variables must be set before it."""
+    env = os.environ | {
+        "MUG_IMAGE": "registry.example.com/mug:dev",
+        "MUG_ACCELERATOR_TYPE": "amd.com/gpu",
+        "MUG_NODE_SELECTOR": "pool=h200,zone=a",
+        "MUG_SHM_SIZE": "64Gi",
+        "MUG_WANDB_SECRET": "team-wandb",
+    }
+    path = tmp_path / "p.yaml"
+    script = (
+        "from kfp import compiler; from pipelines import PIPELINES; "
+        f"compiler.Compiler().compile(PIPELINES['mug-pretrain'], {str(path)!r})"
+    )
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, cwd=Path(__file__).parents[1])
+    spec, platform = yaml.safe_load_all(path.read_text())
+    executors = spec["deploymentSpec"]["executors"]
+    assert {e["container"]["image"] for e in executors.values()} == {"registry.example.com/mug:dev"}
+    assert executors["exec-pretrain"]["container"]["resources"]["accelerator"]["resourceType"] == "amd.com/gpu"
+    settings = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-pretrain"]
+    assert settings["nodeSelector"]["labels"] == {"pool": "h200", "zone": "a"}
+    assert settings["emptyDirMounts"][0]["sizeLimit"] == "64Gi"
+    assert settings["secretAsEnv"][0]["secretName"] == "team-wandb"
+
+
+def test_pretrain_registers_only_inside_the_condition(tmp_path):
+    spec, _ = _compile("mug-pretrain", tmp_path)
+    root = spec["root"]["dag"]["tasks"]
+    assert "register-model" not in root
+    (condition,) = [task for task in root.values() if "triggerPolicy" in task]
+    assert "beats-production-Output" in condition["triggerPolicy"]["condition"]
+    assert "register-model" in spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
