@@ -10,6 +10,8 @@ ARG TORCH="torch==2.14.1 torchvision==0.29.1"
 ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1 WANDB_MODE=offline DVC_NO_ANALYTICS=1 \
     VIRTUAL_ENV=/opt/mug/.venv PATH=/opt/mug/.venv/bin:$PATH
 
+# The distribution's own python3/venv/git: pinning their versions would tie the file to one base image release.
+# hadolint ignore=DL3008
 RUN if ! command -v python3 >/dev/null; then \
       apt-get update && apt-get install -y --no-install-recommends python3 python3-venv git && \
       rm -rf /var/lib/apt/lists/*; \
@@ -17,14 +19,18 @@ RUN if ! command -v python3 >/dev/null; then \
  && useradd --create-home --uid 1000 mug
 
 WORKDIR /opt/mug
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY mug ./mug
-# The same three steps as the Makefile's `install` target.
+COPY components ./components
+COPY pipelines ./pipelines
+# The same steps as the Makefile's `install` target, with the same locked versions (kfp included: the components
+# run with install_kfp_package=False). The pins come through `-c requirements.lock`, which hadolint does not read.
+# hadolint ignore=DL3013
 RUN python3 -m venv .venv \
  && pip install --quiet ${TORCH} \
- && pip install --quiet . \
+ && pip install --quiet -c requirements.lock . \
  && pip check
 
-USER mug
+USER 1000
 ENTRYPOINT ["mug"]
 CMD ["--help"]

@@ -9,17 +9,23 @@ TORCH  := $(if $(filter aarch64,$(shell uname -m)),torch==2.9.1 torchvision==0.2
 export WANDB_MODE ?= offline
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install data demo test lint bench clean
+.PHONY: install lock data demo test lint bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml requirements.lock Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
 	$(BIN)/pip check
 	touch $(STAMP)
+
+# Re-pin requirements.lock to what .venv holds now (after changing dependencies in pyproject.toml).
+lock: install
+	{ sed -n '1,2p' requirements.lock; $(BIN)/pip freeze --exclude-editable \
+	  | grep -viE '^(torch|torchvision|triton|nvidia-|cuda-)' | sort -f; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
 
 # The sample web corpus, pulled from the DVC remote committed in the repo (no network).
 data: install
