@@ -13,8 +13,8 @@ from pipelines.local import run_local
 from tests.conftest import MICRO
 
 
-def _corpus(root: Path, noise: NoiseConfig = NoiseConfig()) -> Path:
-    synthesize_corpus(root, 256, 96, shard_size=128, image_size=32, noise=noise, progress=False)
+def _corpus(root: Path, noise: NoiseConfig | None = None) -> Path:
+    synthesize_corpus(root, 256, 96, shard_size=128, image_size=32, noise=noise or NoiseConfig(), progress=False)
     return root
 
 
