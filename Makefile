@@ -31,8 +31,10 @@ lock: install
 data: install
 	test -d data/train || $(BIN)/dvc pull -q
 
-demo: install
-	$(BIN)/mug demo --out runs/demo
+# The main job: the mug-pretrain pipeline run locally through kfp.local on the DVC sample (gate -> pretrain ->
+# evaluate -> register if it beats production), CPU, tiny preset.
+demo: data
+	$(BIN)/mug pipelines run-local mug-pretrain
 
 test: install
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q
