@@ -15,19 +15,10 @@ def beats_production(
 ) -> bool:
     """True when the candidate's transfer score is strictly higher than production's: `production`'s metrics
     when given (both measured on the same eval data), else the score the registry holds; True without one."""
-    import math
+    from mug.steps import decide_promotion
 
-    from mug.evaluation.evaluate import TRANSFER_SCORE
-    from mug.registry import production_score
-    from mug.steps import beats
-
-    score = candidate.metadata.get(TRANSFER_SCORE, math.nan)
-    if production is not None:
-        baseline, what = production.metadata.get(TRANSFER_SCORE, math.nan), "production on the same eval data"
-    else:
-        registered = production_score(model_name, registry_uri or None)
-        baseline = registered[1] if registered else None
-        what = f"production v{registered[0]}" if registered else "production"
-    verdict, reason = beats(score, baseline, what)
+    verdict, reason = decide_promotion(
+        candidate.metadata, registry_uri, model_name, production.metadata if production is not None else None
+    )
     print(f"{'register' if verdict else 'do not register'}: {reason}")
     return verdict

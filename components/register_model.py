@@ -14,15 +14,20 @@ def register_model(
     model_name: str,
     pipeline_run: str,
     registration: Output[Artifact],
+    baseline: Input[Metrics] = None,
 ):
     """Register the checkpoint with its eval metrics and lineage (data md5/revision, code version, the run that
-    made it); the registry moves `candidate` to it, and `production` if it scores higher."""
+    made it); the registry moves `candidate` to it, and `production` if it scores higher than production (than
+    `baseline`, production's metrics on the same eval data, when given)."""
+    from mug.evaluation.evaluate import TRANSFER_SCORE
     from mug.registry import register_model as register
 
     numbers = {k: v for k, v in metrics.metadata.items() if isinstance(v, int | float)}
     keys = ("objective", "preset", "steps", "data_md5", "data_revision", "code_version", "init_from")
     lineage = {key: str(model.metadata[key]) for key in keys if model.metadata.get(key) not in (None, "")}
-    result = register(model.path, numbers, lineage | {"pipeline_run": pipeline_run}, model_name, registry_uri or None)
+    reference = baseline.metadata.get(TRANSFER_SCORE) if baseline is not None else None
+    lineage |= {"pipeline_run": pipeline_run}
+    result = register(model.path, numbers, lineage, model_name, registry_uri or None, baseline=reference)
     registration.uri = result.model_uri
     registration.metadata.update(
         {

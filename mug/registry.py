@@ -161,8 +161,9 @@ def _read_metadata(checkpoint: Path) -> dict:
         raise UserError(f"checkpoint {checkpoint}: config.json is not a checkpoint config ({err})") from err
 
 
-def _decide(score: float, production: tuple[int, float] | None, key: str) -> tuple[bool, str]:
-    """Whether the new version takes `production`, and why in one sentence."""
+def promotion(score: float, production: tuple[int, float] | None, key: str = "transfer/score") -> tuple[bool, str]:
+    """Whether a model scoring `score` takes `production` ((version, score) of the model there; None when there
+    is none), and why in one sentence. Strictly better only: a tie keeps the model already in production."""
     if math.isnan(score):
         stays = f"production stays on v{production[0]}" if production else "there is no production version yet"
         return False, f"{key} is missing or NaN, so it is candidate only; {stays}"
@@ -222,8 +223,11 @@ def register_model(
     name: str = DEFAULT_MODEL_NAME,
     uri: str | None = None,
     score_key: str = "transfer/score",
+    baseline: float | None = None,
 ) -> Registration:
-    """Record `checkpoint_dir` as a new version of `name`, move `candidate` to it and `production` if it is better.
+    """Record `checkpoint_dir` as a new version of `name`, move `candidate` to it and `production` if it is better:
+    than `baseline`, production's score measured next to this model on the same eval data (a retraining run),
+    else than the score stored with production.
 
     The lineage keys (data revision/md5, pipeline run, ...) are the caller's; the checkpoint's code_version is added
     when the caller gives none. A failure after the version was created deletes it again, so no half-recorded
@@ -241,7 +245,9 @@ def register_model(
         try:
             _ensure_model(client, name)
             production = _production(client, name, score_key)
-            promoted, reason = _decide(score, production, score_key)
+            if production is not None and baseline is not None:
+                production = (production[0], _score(baseline))
+            promoted, reason = promotion(score, production, score_key)
             tags = {LINEAGE_PREFIX + k: v for k, v in lineage.items()} | {k: repr(v) for k, v in metrics.items()}
             version = int(
                 client.create_model_version(

@@ -147,17 +147,18 @@ def evaluate(
     return metrics, ({"name": headline, **confusion[headline]} if headline else None)
 
 
-def beats(score: float, baseline: float | None, what: str, key: str = "transfer/score") -> tuple[bool, str]:
-    """Whether `score` should replace `baseline` (the production model's; None when there is none), and why in
-    one sentence. Strictly better only: a tie keeps the model already in production."""
-    if math.isnan(score):
-        return False, f"{key} is missing or NaN"
-    if baseline is None:
-        return True, f"{key} {score:.4f} and no production model yet"
-    if math.isnan(baseline):
-        return False, f"{what} has no {key} to compare with: promote by hand"
-    verb = "beats" if score > baseline else "does not beat"
-    return score > baseline, f"{key} {score:.4f} {verb} {what} ({baseline:.4f})"
+def decide_promotion(
+    candidate: dict[str, float], registry_uri: str | None, model_name: str, baseline: dict[str, float] | None = None
+) -> tuple[bool, str]:
+    """The test a pipeline branches on, with its reason: does the candidate's transfer score beat production's?
+    Production's is `baseline`'s (production evaluated on the same eval data) when given, else the registry's."""
+    from mug.evaluation.evaluate import TRANSFER_SCORE
+    from mug.registry import production_score, promotion
+
+    production = production_score(model_name, registry_uri or None)
+    if production is not None and baseline is not None:
+        production = (production[0], float(baseline.get(TRANSFER_SCORE, math.nan)))
+    return promotion(float(candidate.get(TRANSFER_SCORE, math.nan)), production)
 
 
 def fetch_production(dst: str | Path, name: str, uri: str | None = None) -> tuple[Path, int, float]:

@@ -91,21 +91,15 @@ def _transfer_line(evaluation, label: str = "transfer") -> str:
 
 def _registration_line(registered: bool, evaluation, arguments: dict, baseline=None) -> str:
     """The version the run registered, or why it registered none: the registry and the pipeline's own test
-    (`mug.steps.beats`) are the sources, since a task inside dsl.If cannot be a pipeline output."""
-    from mug.evaluation.evaluate import TRANSFER_SCORE
-    from mug.registry import list_versions, production_score
-    from mug.steps import beats
+    (`mug.steps.decide_promotion`) are the sources, since a task inside dsl.If cannot be a pipeline output."""
+    from mug.registry import list_versions
+    from mug.steps import decide_promotion
 
     name, uri = arguments.get("model_name", "mug-encoder"), arguments.get("registry_uri") or None
     if registered:
         newest = list_versions(name, uri)[0]
         return f"registered: {name} v{newest.version} ({', '.join(newest.aliases)})"
-    score = _numbers(evaluation).get(TRANSFER_SCORE, math.nan)
-    if baseline is not None:
-        reason = beats(score, _numbers(baseline).get(TRANSFER_SCORE, math.nan), "production on the same eval data")[1]
-    else:
-        production = production_score(name, uri)
-        reason = beats(score, production[1] if production else None, f"production v{production[0]}")[1]
+    reason = decide_promotion(_numbers(evaluation), uri, name, _numbers(baseline) if baseline is not None else None)[1]
     return f"not registered: {reason}"
 
 

@@ -95,6 +95,7 @@ def mug_retrain(
                 registry_uri=registry_uri,
                 model_name=model_name,
                 pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                baseline=evaluations["production"].outputs["metrics"],
             )
         )
     return Outputs(

@@ -80,6 +80,14 @@ def test_only_a_strictly_better_model_moves_production(checkpoint, uri):
     ]
 
 
+def test_a_retraining_run_compares_with_production_measured_on_the_same_data(checkpoint, uri):
+    """Production scored 0.9 on older eval data, 0.6 next to the new model on today's: 0.7 beats it."""
+    register(checkpoint, uri, 0.9)
+    retrained = register(checkpoint, uri, 0.7, baseline=0.6)
+    assert retrained.promoted and "beats production v1 (0.6000)" in retrained.reason
+    assert not register(checkpoint, uri, 0.5, baseline=0.6).promoted
+
+
 def test_nan_or_missing_score_never_promotes(checkpoint, uri):
     first = register(checkpoint, uri, math.nan)
     assert not first.promoted and production_score(uri=uri) is None and "NaN" in first.reason
