@@ -21,19 +21,28 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _INNER_FAILED = re.compile(r"Inner task failed: (.+)\.$")
 
 
-class _Tee(io.TextIOBase):
-    """Echo to the real stdout and keep the last lines: kfp.local prints each task's output, the only place a
-    failed task's exception is found."""
+_PROGRESS = re.compile(r" - \w+ - (Running pipeline|Executing task|Task '.*' finished|Pipeline '.*' finished)")
 
-    def __init__(self, stream, keep: int = 400):
-        self.stream, self.lines, self._partial = stream, deque(maxlen=keep), ""
+
+class _Tee(io.TextIOBase):
+    """kfp.local prints every task's whole output (executor input, logs, output artifacts). All of it goes to the
+    log file; the console gets the task start and finish lines (everything with `verbose`); the last lines stay
+    in memory, the only place a failed task's exception is found."""
+
+    def __init__(self, console, log, verbose: bool, keep: int = 400):
+        self.console, self.log, self.verbose = console, log, verbose
+        self.lines: deque[str] = deque(maxlen=keep)
+        self._partial = ""
 
     def write(self, text: str) -> int:
-        self.stream.write(text)
-        self.stream.flush()
+        self.log.write(text)
         lines = (self._partial + text).split("\n")
         self._partial = lines.pop()
-        self.lines.extend(lines)
+        for line in lines:
+            self.lines.append(line)
+            if self.verbose or _PROGRESS.search(_ANSI.sub("", line)):
+                self.console.write(line + "\n")
+        self.console.flush()
         return len(text)
 
 
@@ -109,9 +118,9 @@ def _summary_pretrain(outputs: dict, arguments: dict) -> list[str]:
         _training_line(outputs["model"], outputs["training"]),
         _transfer_line(outputs["evaluation"]),
         _registration_line(outputs["registered"], outputs["evaluation"], arguments),
-        f"report: {_path(outputs['report'])}",
+        f"report (HTML): {_path(outputs['report'])}",
         f"checkpoint: {_path(outputs['model'])}",
-        f"data gate report: {_path(outputs['gate_report'])}",
+        f"data gate report (HTML): {_path(outputs['gate_report'])}",
     ]
 
 
@@ -123,7 +132,7 @@ def _summary_retrain(outputs: dict, arguments: dict) -> list[str]:
         _transfer_line(outputs["evaluation"], "retrained"),
         _transfer_line(outputs["production"], "production"),
         _registration_line(outputs["registered"], outputs["evaluation"], arguments, outputs["production"]),
-        f"report: {_path(outputs['report'])}",
+        f"report (HTML): {_path(outputs['report'])}",
         f"checkpoint: {_path(outputs['model'])}",
     ]
 
@@ -136,9 +145,12 @@ def _summary_benchmark(outputs: dict, arguments: dict) -> list[str]:
 _SUMMARIES = {"mug-pretrain": _summary_pretrain, "mug-retrain": _summary_retrain, "mug-benchmark": _summary_benchmark}
 
 
-def run_local(name: str, arguments: dict[str, Any], pipeline_root: str | Path = "runs/pipelines") -> str:
-    """Run pipeline `name` with `arguments` here and return a short summary to print. A failed task raises a
-    UserError naming the task and its error; the full log was streamed to stdout as the run went."""
+def run_local(
+    name: str, arguments: dict[str, Any], pipeline_root: str | Path = "runs/pipelines", verbose: bool = False
+) -> str:
+    """Run pipeline `name` with `arguments` here and return a short summary to print. The full log goes to
+    `pipeline_root`/logs/NAME-TIME.log (and to stdout with `verbose`). A failed task raises a UserError naming
+    the task and its error."""
     from kfp import local
 
     from pipelines import PIPELINES
@@ -150,22 +162,26 @@ def run_local(name: str, arguments: dict[str, Any], pipeline_root: str | Path = 
     unknown = sorted(set(arguments) - set(known))
     if unknown:
         raise UserError(f"{name} has no parameter {', '.join(unknown)}; known: {', '.join(known)}")
-    tee = _Tee(sys.stdout)
+    log_path = Path(pipeline_root) / "logs" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
     try:
-        with contextlib.redirect_stdout(tee), warnings.catch_warnings():
-            # Our tasks run in this environment on purpose; the image is the cluster's.
-            warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
-            outputs = pipeline(**arguments).outputs
+        with log_path.open("w") as log, contextlib.redirect_stdout(tee := _Tee(sys.stdout, log, verbose)):
+            with warnings.catch_warnings():
+                # Our tasks run in this environment on purpose (the image is the cluster's), and GPU settings
+                # are the cluster's too.
+                warnings.filterwarnings("ignore", message="You may be attemping to run a task that uses custom")
+                warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
+                outputs = pipeline(**arguments).outputs
     except RuntimeError as err:
         task = _failed_task(err)
         if task is None:
             raise
-        reason = _exception_line(list(tee.lines)) or "see the log above"
-        raise UserError(f"{name}: task {task} failed: {reason}") from None
+        reason = _exception_line(list(tee.lines)) or f"see {log_path}"
+        raise UserError(f"{name}: task {task} failed: {reason} (full log: {log_path})") from None
     finally:
         local.config.LocalExecutionConfig.instance = None  # the next run (or test) starts from a clean slate
     minutes, seconds = divmod(time.perf_counter() - started, 60)
-    lines = [f"{name} finished in {minutes:.0f}m{seconds:02.0f}s; outputs under {pipeline_root}"]
+    lines = [f"{name} finished in {minutes:.0f}m{seconds:02.0f}s; outputs under {pipeline_root}, log {log_path}"]
     return "\n".join(lines + _SUMMARIES[name](outputs, arguments)) + "\n"

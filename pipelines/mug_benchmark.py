@@ -7,7 +7,7 @@ from kfp import dsl
 from kfp.dsl import HTML, Markdown, Metrics
 
 from components import evaluate_checkpoint, pretrain, rank_objectives, validate_data
-from pipelines.mug_pretrain import DATA, DEMO_STEPS, EVAL_DATA, TOKENIZER
+from pipelines.mug_pretrain import DATA, DEMO_SETTINGS, DEMO_STEPS, EVAL_DATA, TOKENIZER
 from pipelines.platform import on_gpus, step
 
 OBJECTIVES = ["simclr", "mae", "clip", "mug"]
@@ -34,7 +34,7 @@ def mug_benchmark(
     device: str = "auto",
     thresholds: dict = {},  # noqa: B006 (a default the compiler reads; never mutated)
     min_side: int = 0,
-    settings: dict = {},  # noqa: B006
+    settings: dict = DEMO_SETTINGS,  # noqa: B006 (a default the compiler reads; never mutated)
     wandb: str = "offline",
     eval_max_samples: int = 0,
 ) -> Outputs:

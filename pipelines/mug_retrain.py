@@ -17,7 +17,7 @@ from components import (
     register_model,
     validate_data,
 )
-from pipelines.mug_pretrain import DATA, DEMO_STEPS, EVAL_DATA, MODEL_NAME, TOKENIZER
+from pipelines.mug_pretrain import DATA, DEMO_SETTINGS, DEMO_STEPS, EVAL_DATA, MODEL_NAME, TOKENIZER
 from pipelines.platform import on_gpus, step
 
 
@@ -44,7 +44,7 @@ def mug_retrain(
     device: str = "auto",
     thresholds: dict = {},  # noqa: B006 (a default the compiler reads; never mutated)
     min_side: int = 0,
-    settings: dict = {},  # noqa: B006
+    settings: dict = DEMO_SETTINGS,  # noqa: B006 (a default the compiler reads; never mutated)
     wandb: str = "offline",
     eval_max_samples: int = 0,
     registry_uri: str = "",

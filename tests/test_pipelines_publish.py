@@ -134,7 +134,7 @@ def test_list_shows_parameters_and_defaults(capsys):
 def test_run_local_passes_typed_arguments(monkeypatch, capsys):
     calls = []
 
-    def run_local(name, arguments, pipeline_root="runs/pipelines"):
+    def run_local(name, arguments, pipeline_root="runs/pipelines", verbose=False):
         calls.append((name, arguments, pipeline_root))
         return "mug-toy: SUCCEEDED"
 

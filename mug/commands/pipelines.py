@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     local.add_argument("name", metavar="NAME")
     _add_params(local)
     local.add_argument("--pipeline-root", default="runs/pipelines", help="outputs of the run (default: %(default)s)")
+    local.add_argument("--verbose", action="store_true", help="stream every task's output (always in the log file)")
     local.set_defaults(func=_run_local)
 
     comp = verbs.add_parser(
@@ -152,7 +153,7 @@ def _run_local(args: argparse.Namespace) -> None:
     from pipelines.publish import declared_params, parse_params
 
     arguments = parse_params(args.param, declared_params(args.name), args.name)
-    print(run_local(args.name, arguments, pipeline_root=args.pipeline_root))
+    print(run_local(args.name, arguments, pipeline_root=args.pipeline_root, verbose=args.verbose))
 
 
 def _compile(args: argparse.Namespace) -> None:
