@@ -319,3 +319,14 @@ def test_sigterm_saves_the_step_in_flight_and_stops(shards, tmp_path):
     assert 3 <= step < 400
     assert f"stopped by SIGTERM after step {step} of 400" in out and "--resume continues" in out
     assert json.loads(history.read_text().splitlines()[-1])["step"] == step
+
+
+def test_bf16_autocast_trains_on_the_cpu_and_fp16_is_refused_there(shards, tmp_path):
+    settings = micro_settings("mug", data=[shards], steps=8, base_lr=0.05, precision="bf16")
+    result = train(load_train_config(overrides=settings | {"out": str(tmp_path / "bf16")}))
+    rows = [json.loads(line) for line in (tmp_path / "bf16" / "history.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["loss"]) for r in rows) and rows[-1]["loss"] < rows[0]["loss"]
+    model, _, _ = load_checkpoint(result.model_dir)
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast: the weights stay fp32
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
+        train(load_train_config(overrides=settings | {"precision": "fp16", "out": str(tmp_path / "fp16")}))
