@@ -18,6 +18,7 @@ def pretrain(
     wandb: str,
     nproc: int,
     gpus: int,
+    nodes: int,
     settings: dict,
     model: Output[Model],
     metrics: Output[Metrics],
@@ -25,9 +26,9 @@ def pretrain(
 ):
     """Train on the validated shards (`tokenizer` "" learns one from them); `settings` holds any other
     TrainConfig field (base_lr, model overrides, ...); `nproc` 0 runs one process per GPU of the `gpus` it
-    holds. With `init_from`, continue from that model (its objective and preset win). `model` is the checkpoint
-    directory; its metadata carries what a registered model is traced back by. `metrics`' folder keeps
-    summary.json and the offline W&B run."""
+    holds; `nodes` > 1 runs a Volcano job of that many pods with `gpus` each. With `init_from`, continue from
+    that model (its objective and preset win). `model` is the checkpoint directory; its metadata carries what a
+    registered model is traced back by. `metrics`' folder keeps summary.json and the offline W&B run."""
     from mug.steps import pretrain as run
 
     chosen = {"objective": objective, "preset": preset, "steps": steps, "batch_size": batch_size}
@@ -40,6 +41,7 @@ def pretrain(
         init_from.path if init_from is not None else None,
         metrics.path,
         gpus,
+        nodes,
     )
     train = summary["train"]
     model.metadata.update(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -67,6 +68,36 @@ def _integral(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
+SHARED_DIR = "/mnt/mug-shared"  # where a pipeline's training pods and the pod launching them share files
+
+
+def cluster_spec(nodes: int, gpus: int) -> tuple[Any, Path]:
+    """The Volcano job of a multi-node pre-training step, and the folder on the volume this pod shares with its
+    pods. The pipeline's platform settings put what it needs in this pod's environment: MUG_IMAGE (the image),
+    MUG_SHARED_PVC (a ReadWriteMany claim, mounted here at MUG_SHARED_DIR), MUG_VOLCANO_QUEUE."""
+    from mug.train.launch import LaunchSpec
+
+    pvc, shared = os.environ.get("MUG_SHARED_PVC"), Path(os.environ.get("MUG_SHARED_DIR", SHARED_DIR))
+    if not pvc or not shared.is_dir():
+        raise UserError(
+            f"pretrain: nodes={nodes} needs a volume shared with the training pods; compile the pipelines with "
+            f"MUG_SHARED_PVC=<a ReadWriteMany PersistentVolumeClaim> (it is mounted at {shared})"
+        )
+    namespace = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")  # this pod's, when in a cluster
+    spec = LaunchSpec(
+        scheduler="kubernetes",
+        nodes=nodes,
+        nproc_per_node=max(gpus, 1),
+        gpus_per_node=gpus,
+        image=os.environ.get("MUG_IMAGE"),
+        queue=os.environ.get("MUG_VOLCANO_QUEUE", "default"),
+        namespace=namespace.read_text().strip() if namespace.is_file() else "default",
+        mounts=[f"type=volume,src={pvc},dst={shared}"],
+        env={"WANDB_MODE": "offline"},  # the run lands in the shared folder, for `wandb sync`
+    )
+    return spec, shared
+
+
 def pretrain(
     shards: list[str],
     model_dir: str | Path,
@@ -75,11 +106,13 @@ def pretrain(
     init_from: str | Path | None = None,
     logs_dir: str | Path | None = None,
     gpus: int = 0,
+    nodes: int = 1,
 ) -> dict[str, Any]:
     """Train on `shards` with `settings` (TrainConfig fields) and leave the final checkpoint in `model_dir`, and
     summary.json and an offline W&B run (for `wandb sync`) in `logs_dir`.
     `nproc` > 1 launches that many DDP processes through torchx on this node; 0 means one per GPU of the `gpus`
-    the task holds (at least one).
+    the task holds (at least one). `nodes` > 1 submits a Volcano job of `nodes` pods with `gpus` GPUs each
+    (`cluster_spec`) and waits for it; its output comes back through the shared volume.
     `init_from` (a checkpoint directory) continues from its weights with its model: objective, preset and model
     overrides come from it, so a retraining run cannot build a different model. Returns the run's summary."""
     from mug.checkpoint import read_config
@@ -91,9 +124,18 @@ def pretrain(
         saved = read_config(init_from)[1].get("train", {})
         overrides |= {key: saved[key] for key in ("objective", "preset", "model") if key in saved}
         overrides["init_from"] = str(init_from)
-    with tempfile.TemporaryDirectory(prefix="mug-pretrain-") as run_dir:
+    if nodes > 1:
+        spec, shared = cluster_spec(nodes, gpus)
+        workspace = tempfile.TemporaryDirectory(prefix="mug-pretrain-", dir=shared)
+    else:
+        workspace = tempfile.TemporaryDirectory(prefix="mug-pretrain-")
+    with workspace as run_dir:
         cfg = load_train_config(overrides=overrides | {"data": list(shards), "out": run_dir})
-        if nproc > 1:
+        if nodes > 1:
+            from mug.train.launch import launch, pretrain_argv, wait_for
+
+            wait_for(launch(pretrain_argv(cfg), spec))
+        elif nproc > 1:
             from mug.train.launch import LaunchSpec, launch, pretrain_argv
 
             code = launch(pretrain_argv(cfg), LaunchSpec(nproc_per_node=nproc))

@@ -8,7 +8,7 @@ from kfp.dsl import HTML, Markdown, Metrics
 
 from components import evaluate_checkpoint, pretrain, rank_objectives, validate_data
 from pipelines.mug_pretrain import DATA, DEMO_SETTINGS, DEMO_STEPS, EVAL_DATA, TOKENIZER
-from pipelines.platform import on_gpus, step
+from pipelines.platform import launches_jobs, on_gpus, step
 
 OBJECTIVES = ["simclr", "mae", "clip", "mug"]
 
@@ -31,6 +31,7 @@ def mug_benchmark(
     batch_size: int = 64,
     gpus: int = 0,
     nproc: int = 0,
+    nodes: int = 1,
     device: str = "auto",
     thresholds: dict = {},  # noqa: B006 (a default the compiler reads; never mutated)
     min_side: int = 0,
@@ -57,9 +58,10 @@ def mug_benchmark(
             wandb=wandb,
             nproc=nproc,
             gpus=gpus,
+            nodes=nodes,
             settings=settings,
         )
-        on_gpus(step(train), gpus)
+        launches_jobs(on_gpus(step(train), gpus))
         evaluation = evaluate_checkpoint(
             model=train.outputs["model"],
             data=eval_data,

@@ -9,7 +9,7 @@ from kfp import dsl
 from kfp.dsl import HTML, Metrics, Model
 
 from components import beats_production, evaluate_checkpoint, pretrain, register_model, validate_data
-from pipelines.platform import on_gpus, step
+from pipelines.platform import launches_jobs, on_gpus, step
 
 DATA = ["data/train"]
 EVAL_DATA = ["data/eval"]
@@ -43,6 +43,7 @@ def mug_pretrain(
     batch_size: int = 64,
     gpus: int = 0,
     nproc: int = 0,
+    nodes: int = 1,
     device: str = "auto",
     thresholds: dict = {},  # noqa: B006 (a default the compiler reads; never mutated)
     min_side: int = 0,
@@ -64,24 +65,21 @@ def mug_pretrain(
             min_side=min_side,
         )
     )
-    train = on_gpus(
-        step(
-            pretrain(
-                dataset=gate.outputs["dataset"],
-                objective=objective,
-                preset=preset,
-                steps=steps,
-                batch_size=batch_size,
-                tokenizer=tokenizer,
-                device=device,
-                wandb=wandb,
-                nproc=nproc,
-                gpus=gpus,
-                settings=settings,
-            )
-        ),
-        gpus,
+    train = pretrain(
+        dataset=gate.outputs["dataset"],
+        objective=objective,
+        preset=preset,
+        steps=steps,
+        batch_size=batch_size,
+        tokenizer=tokenizer,
+        device=device,
+        wandb=wandb,
+        nproc=nproc,
+        gpus=gpus,
+        nodes=nodes,
+        settings=settings,
     )
+    launches_jobs(on_gpus(step(train), gpus))
     evaluation = on_gpus(
         step(
             evaluate_checkpoint(

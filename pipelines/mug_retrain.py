@@ -18,7 +18,7 @@ from components import (
     validate_data,
 )
 from pipelines.mug_pretrain import DATA, DEMO_SETTINGS, DEMO_STEPS, EVAL_DATA, MODEL_NAME, TOKENIZER
-from pipelines.platform import on_gpus, step
+from pipelines.platform import launches_jobs, on_gpus, step
 
 
 class Outputs(NamedTuple):
@@ -41,6 +41,7 @@ def mug_retrain(
     batch_size: int = 64,
     gpus: int = 0,
     nproc: int = 0,
+    nodes: int = 1,
     device: str = "auto",
     thresholds: dict = {},  # noqa: B006 (a default the compiler reads; never mutated)
     min_side: int = 0,
@@ -69,10 +70,11 @@ def mug_retrain(
         wandb=wandb,
         nproc=nproc,
         gpus=gpus,
+        nodes=nodes,
         settings=settings,
         init_from=production.outputs["model"],
     )
-    on_gpus(step(train), gpus)
+    launches_jobs(on_gpus(step(train), gpus))
     evaluations = {}
     for name, model in (("new", train.outputs["model"]), ("production", production.outputs["model"])):
         evaluations[name] = evaluate_checkpoint(

@@ -26,10 +26,13 @@ class Platform:
     shm_size: str = "16Gi"  # DataLoader workers and NCCL share memory through /dev/shm (64 MiB by default)
     wandb_secret: str = "wandb"  # a Secret in the run's namespace ...
     wandb_secret_key: str = "api-key"  # ... whose key becomes WANDB_API_KEY
+    shared_pvc: str = ""  # a ReadWriteMany claim a pre-training task shares with its multi-node job ("": none)
+    volcano_queue: str = "default"
 
     @classmethod
     def from_env(cls) -> Platform:
-        """$MUG_ACCELERATOR_TYPE, $MUG_NODE_SELECTOR ("k=v,..."), $MUG_GPU_TAINT, $MUG_SHM_SIZE, $MUG_WANDB_SECRET."""
+        """$MUG_ACCELERATOR_TYPE, $MUG_NODE_SELECTOR ("k=v,..."), $MUG_GPU_TAINT, $MUG_SHM_SIZE, $MUG_WANDB_SECRET,
+        $MUG_SHARED_PVC, $MUG_VOLCANO_QUEUE."""
         default = cls()
         env = os.environ.get
         selector = env("MUG_NODE_SELECTOR")
@@ -39,6 +42,8 @@ class Platform:
             gpu_taint=env("MUG_GPU_TAINT", default.gpu_taint),
             shm_size=env("MUG_SHM_SIZE", default.shm_size),
             wandb_secret=env("MUG_WANDB_SECRET", default.wandb_secret),
+            shared_pvc=env("MUG_SHARED_PVC", default.shared_pvc),
+            volcano_queue=env("MUG_VOLCANO_QUEUE", default.volcano_queue),
         )
 
 
@@ -61,4 +66,19 @@ def on_gpus(task: PipelineTask, gpus: int | PipelineChannel, platform: Platform 
     kubernetes.use_secret_as_env(
         task, platform.wandb_secret, {platform.wandb_secret_key: "WANDB_API_KEY"}, optional=True
     )
+    return task
+
+
+def launches_jobs(task: PipelineTask, platform: Platform | None = None) -> PipelineTask:
+    """The pre-training task, which submits a Volcano job when `nodes` > 1: it passes on its own image, the
+    queue, and the claim it shares with the job's pods (mounted at mug.steps.SHARED_DIR). Its service account
+    needs the right to create Volcano jobs in the namespace."""
+    from components.image import IMAGE
+    from mug.steps import SHARED_DIR
+
+    platform = platform or Platform.from_env()
+    task.set_env_variable("MUG_IMAGE", IMAGE).set_env_variable("MUG_VOLCANO_QUEUE", platform.volcano_queue)
+    if platform.shared_pvc:
+        kubernetes.mount_pvc(task, pvc_name=platform.shared_pvc, mount_path=SHARED_DIR)
+        task.set_env_variable("MUG_SHARED_PVC", platform.shared_pvc).set_env_variable("MUG_SHARED_DIR", SHARED_DIR)
     return task

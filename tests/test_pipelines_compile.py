@@ -62,7 +62,7 @@ def test_pipeline_compiles_with_components_and_parameters(name, tmp_path):
     used = {_component_of(spec, task) for task in _tasks(spec).values()}
     assert COMPONENTS[name] <= {c.rstrip("-0123456789") for c in used}
     parameters = spec["root"]["inputDefinitions"]["parameters"]
-    expected = {"data", "data_revision", "eval_data", "steps", "batch_size", "gpus", "nproc", "thresholds"}
+    expected = {"data", "data_revision", "eval_data", "steps", "batch_size", "gpus", "nproc", "nodes", "thresholds"}
     assert expected <= set(parameters)
     if name != "mug-retrain":  # retraining keeps the production model's objective and preset
         assert {"preset", "objective" if name == "mug-pretrain" else "objectives"} <= set(parameters)
@@ -123,6 +123,7 @@ def test_image_and_platform_come_from_the_environment_at_import(tmp_path):
         "MUG_NODE_SELECTOR": "pool=h200,zone=a",
         "MUG_SHM_SIZE": "64Gi",
         "MUG_WANDB_SECRET": "team-wandb",
+        "MUG_SHARED_PVC": "mug-shared",
     }
     path = tmp_path / "p.yaml"
     script = (
@@ -138,6 +139,14 @@ def test_image_and_platform_come_from_the_environment_at_import(tmp_path):
     assert settings["nodeSelector"]["labels"] == {"pool": "h200", "zone": "a"}
     assert settings["emptyDirMounts"][0]["sizeLimit"] == "64Gi"
     assert settings["secretAsEnv"][0]["secretName"] == "team-wandb"
+    # multi-node runs: the claim shared with the Volcano job's pods, and what the task tells the job
+    (claim,) = settings["pvcMount"]
+    assert (claim["mountPath"], claim["pvcNameParameter"]["runtimeValue"]["constant"]) == (
+        "/mnt/mug-shared",
+        "mug-shared",
+    )
+    env = {e["name"]: e["value"] for e in executors["exec-pretrain"]["container"]["env"]}
+    assert env["MUG_SHARED_PVC"] == "mug-shared" and env["MUG_IMAGE"] == "registry.example.com/mug:dev"
 
 
 def test_pretrain_registers_only_inside_the_condition(tmp_path):
@@ -147,3 +156,32 @@ def test_pretrain_registers_only_inside_the_condition(tmp_path):
     (condition,) = [task for task in root.values() if "triggerPolicy" in task]
     assert "beats-production-Output" in condition["triggerPolicy"]["condition"]
     assert "register-model" in spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
+
+
+def test_a_multi_node_pretrain_step_renders_a_volcano_job_on_the_shared_claim(tmp_path, monkeypatch):
+    """What the pretrain task submits for nodes=2 (rendered, not submitted: there is no cluster here)."""
+    from mug.errors import UserError
+    from mug.steps import cluster_spec
+    from mug.train.config import load_train_config
+    from mug.train.launch import launch, pretrain_argv
+
+    monkeypatch.delenv("MUG_SHARED_PVC", raising=False)
+    with pytest.raises(UserError, match="nodes=2 needs a volume shared with the training pods.*MUG_SHARED_PVC"):
+        cluster_spec(2, 8)
+    monkeypatch.setenv("MUG_SHARED_PVC", "mug-shared")
+    monkeypatch.setenv("MUG_SHARED_DIR", str(tmp_path))
+    monkeypatch.setenv("MUG_IMAGE", "registry.example.com/mug:dev")
+    spec, shared = cluster_spec(2, 8)
+    assert shared == tmp_path
+    cfg = load_train_config(overrides={"data": ["s3-shards.tar"], "out": str(tmp_path / "run")})
+    job = yaml.safe_load(launch(pretrain_argv(cfg), spec, dryrun=True))
+    tasks = job["spec"]["tasks"]
+    assert len(tasks) == 2
+    pod = tasks[0]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "registry.example.com/mug:dev"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(tmp_path)]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["persistentVolumeClaim"]["claimName"] == "mug-shared"
+    assert str(tmp_path / "run") in " ".join(container["command"])  # the job writes to the shared folder

@@ -208,3 +208,16 @@ def pretrain_argv(cfg: TrainConfig, resume: bool = False) -> list[str]:
         if value != defaults[key]:
             argv += ["--set", f"{key}={json.dumps(value)}"]
     return argv + ["--resume"] * resume
+
+
+def wait_for(handle: str, poll_s: float = 30.0) -> None:
+    """Block until the job behind `handle` (what a kubernetes `launch` returns) ends; one line if it failed."""
+    from torchx.runner import get_runner
+    from torchx.specs import AppState
+
+    with get_runner() as runner:
+        status = runner.wait(handle, wait_interval=poll_s)
+    if status is None or status.state != AppState.SUCCEEDED:
+        state = status.state.name if status is not None else "vanished"
+        message = f": {status.msg}" if status is not None and status.msg else ""
+        raise UserError(f"{handle} ended {state}{message} (torchx log {handle} shows the pods' output)")
