@@ -10,14 +10,9 @@ from components.image import IMAGE
 def rank_objectives(evaluations: Input[list[Metrics]], budget: str, table: Output[Markdown], chart: Output[HTML]):
     """Rank the objectives by transfer score: a Markdown table and an HTML page with a bar chart."""
     from mug.evaluation.comparison import html_page, markdown_table
+    from mug.steps import numbers
 
-    results = [
-        {
-            "objective": e.metadata["objective"],
-            "metrics": {k: v for k, v in e.metadata.items() if isinstance(v, int | float)},
-        }
-        for e in evaluations
-    ]
+    results = [{"objective": e.metadata["objective"], "metrics": numbers(e.metadata)} for e in evaluations]
     with open(table.path, "w") as f:
         f.write(markdown_table(results))
     with open(chart.path, "w") as f:

@@ -19,15 +19,17 @@ def register_model(
     """Register the checkpoint with its eval metrics and lineage (data md5/revision, code version, the run that
     made it); the registry moves `candidate` to it, and `production` if it scores higher than production (than
     `baseline`, production's metrics on the same eval data, when given)."""
-    from mug.evaluation.evaluate import TRANSFER_SCORE
-    from mug.registry import register_model as register
+    from mug.steps import register
 
-    numbers = {k: v for k, v in metrics.metadata.items() if isinstance(v, int | float)}
-    keys = ("objective", "preset", "steps", "data_md5", "data_revision", "code_version", "init_from")
-    lineage = {key: str(model.metadata[key]) for key in keys if model.metadata.get(key) not in (None, "")}
-    reference = baseline.metadata.get(TRANSFER_SCORE) if baseline is not None else None
-    lineage |= {"pipeline_run": pipeline_run}
-    result = register(model.path, numbers, lineage, model_name, registry_uri or None, baseline=reference)
+    result = register(
+        model.path,
+        metrics.metadata,
+        model.metadata,
+        pipeline_run,
+        model_name,
+        registry_uri,
+        baseline.metadata if baseline is not None else None,
+    )
     registration.uri = result.model_uri
     registration.metadata.update(
         {

@@ -189,6 +189,41 @@ def evaluate(
     return metrics, ({"name": headline, **confusion[headline]} if headline else None)
 
 
+LINEAGE_KEYS = ("objective", "preset", "steps", "data_md5", "data_revision", "code_version", "init_from")
+
+
+def numbers(metadata: dict[str, Any]) -> dict[str, float]:
+    """The metrics an artifact's metadata holds: its numeric entries (flags such as `promoted` are not)."""
+    return {k: v for k, v in metadata.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def register(
+    model_dir: str | Path,
+    metrics: dict[str, Any],
+    model_metadata: dict[str, Any],
+    pipeline_run: str,
+    model_name: str,
+    registry_uri: str | None = None,
+    baseline: dict[str, Any] | None = None,
+):
+    """Register the checkpoint with its eval `metrics` and the lineage its Model artifact carries (data md5 and
+    revision, code version, the run that made it); `baseline` is production's metrics on the same eval data,
+    when the pipeline measured them. Returns the registry's `Registration`."""
+    from mug.evaluation.evaluate import TRANSFER_SCORE
+    from mug.registry import register_model
+
+    lineage = {key: str(model_metadata[key]) for key in LINEAGE_KEYS if model_metadata.get(key) not in (None, "")}
+    reference = baseline.get(TRANSFER_SCORE) if baseline is not None else None
+    return register_model(
+        model_dir,
+        numbers(metrics),
+        lineage | {"pipeline_run": pipeline_run},
+        model_name,
+        registry_uri or None,
+        baseline=reference,
+    )
+
+
 def decide_promotion(
     candidate: dict[str, float], registry_uri: str | None, model_name: str, baseline: dict[str, float] | None = None
 ) -> tuple[bool, str]:

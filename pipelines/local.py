@@ -72,7 +72,9 @@ def _path(artifact) -> str:
 
 
 def _numbers(artifact) -> dict[str, float]:
-    return {k: v for k, v in artifact.metadata.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    from mug.steps import numbers
+
+    return numbers(artifact.metadata)
 
 
 def _gate_line(gate) -> str:

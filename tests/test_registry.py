@@ -180,3 +180,28 @@ def test_cli_list_show_promote(checkpoint, uri, capsys):
         assert main(["registry", *argv, "--uri", uri]) == 2
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and message in err
+
+
+def test_the_pipeline_step_registers_with_the_model_artifacts_lineage(checkpoint, uri):
+    """`mug.steps.register`, what the register_model component calls with its artifacts' metadata."""
+    from mug.steps import numbers, register
+
+    metrics = {"transfer/score": 0.5, "objective": "mug", "promoted": True}
+    assert numbers(metrics) == {"transfer/score": 0.5}  # strings and flags are not metrics
+    model_meta = {"objective": "mug", "data_md5": "abc", "data_revision": "", "init_from": None, "steps": 3}
+    reg = register(checkpoint, metrics, model_meta, "run-7", "mug-encoder", uri)
+    tags = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version("mug-encoder", str(reg.version)).tags
+    assert (tags["lineage.data_md5"], tags["lineage.steps"], tags["lineage.pipeline_run"]) == ("abc", "3", "run-7")
+    assert "lineage.data_revision" not in tags and "lineage.init_from" not in tags  # empty values are not lineage
+    assert (
+        register(
+            checkpoint,
+            {"transfer/score": 0.6},
+            model_meta,
+            "run-8",
+            "mug-encoder",
+            uri,
+            baseline={"transfer/score": 0.7},
+        ).promoted
+        is False
+    )  # against production on the same data

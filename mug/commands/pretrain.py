@@ -6,26 +6,34 @@ import argparse
 import logging
 import os
 
+from mug.train.config import TrainConfig
+
+# What a None default of these fields means.
+_NO_DEFAULT = {
+    "warmup_steps": "5%% of --steps",
+    "epoch_samples": "one pass over the shards",
+    "tokenizer": "one trained on the shards' captions",
+}
 # Flags that set a TrainConfig field directly (dest == field name); anything else goes through --set.
 _FIELDS = (
-    ("--objective", str, "mae, simclr, clip or mug (default: mug)"),
-    ("--preset", str, "model size: tiny, small or base (default: tiny)"),
-    ("--steps", int, "optimiser steps (default: 1000)"),
-    ("--batch-size", int, "samples per process and micro-step (default: 64)"),
-    ("--accum-steps", int, "micro-steps per optimiser step (default: 1)"),
-    ("--base-lr", float, "lr = base_lr x global batch / 256 (default: 1.5e-4)"),
-    ("--warmup-steps", int, "linear warm-up steps (default: 5%% of --steps)"),
+    ("--objective", str, "mae, simclr, clip or mug"),
+    ("--preset", str, "model size: tiny, small or base"),
+    ("--steps", int, "optimiser steps"),
+    ("--batch-size", int, "samples per process and micro-step"),
+    ("--accum-steps", int, "micro-steps per optimiser step"),
+    ("--base-lr", float, "lr = base_lr x global batch / 256"),
+    ("--warmup-steps", int, "linear warm-up steps"),
     ("--precision", str, "fp32, bf16 (autocast, CPU or GPU) or fp16 (GPU, with a grad scaler)"),
-    ("--device", str, "auto (default), cpu, cuda or cuda:N"),
-    ("--num-workers", int, "data-loading processes per training process (default: 2)"),
+    ("--device", str, "auto (a GPU when there is one), cpu, cuda or cuda:N"),
+    ("--num-workers", int, "data-loading processes per training process"),
     ("--epoch-samples", int, "samples per epoch over all ranks (set it under DDP and for long runs)"),
-    ("--ckpt-every", int, "checkpoint every K steps (default: 500) and at the end"),
-    ("--keep-last", int, "training checkpoints kept (default: 2)"),
-    ("--log-every", int, "log losses, lr and images/s every K steps (default: 10)"),
+    ("--ckpt-every", int, "checkpoint every K steps and at the end"),
+    ("--keep-last", int, "training checkpoints kept"),
+    ("--log-every", int, "log losses, lr and images/s every K steps"),
     ("--sample-every", int, "log a reconstruction and a generated caption every K steps to W&B (0: never)"),
-    ("--tokenizer", str, "tokenizer.json for text objectives (default: train one on the shards' captions)"),
-    ("--seed", int, "seed of weights, masks and data order (default: 0)"),
-    ("--wandb", str, "W&B mode: offline (default; `wandb sync` later), online or disabled"),
+    ("--tokenizer", str, "tokenizer.json for text objectives"),
+    ("--seed", int, "seed of weights, masks and data order"),
+    ("--wandb", str, "W&B mode: offline (`wandb sync` later), online or disabled"),
 )
 
 
@@ -44,8 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", nargs="+", help="shard paths, folders, brace patterns, pipe: or http(s) URLs")
     p.add_argument("--out", help="run directory (default: runs/pretrain)")
     p.add_argument("--config", help="YAML/JSON file of settings (any field of mug.train.config.TrainConfig)")
+    defaults = TrainConfig()
     for flag, kind, text in _FIELDS:
-        p.add_argument(flag, type=kind, help=text)
+        field = flag[2:].replace("-", "_")
+        default = _NO_DEFAULT.get(field, getattr(defaults, field))
+        p.add_argument(flag, type=kind, help=f"{text} (default: {default})")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     p.add_argument(
         "--set",
@@ -87,7 +98,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def train_config_from_args(args: argparse.Namespace):
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     from mug.config import parse_overrides
     from mug.train.config import load_train_config
 

@@ -41,6 +41,7 @@ from mug.models import MaskedGenerative, Objective
 from mug.models.objectives import CLIP
 from mug.reporting import write_text_atomic
 from mug.tokenizer import CaptionTokenizer
+from mug.train.distributed import pick_device
 from mug.train.state import HISTORY, read_history
 
 TRANSFER_SCORE = "transfer/score"
@@ -74,16 +75,6 @@ class Evaluation:
     strips: list[tuple[Image.Image, Image.Image]] = field(default_factory=list)  # (original, strip)
     digits: list[Image.Image] = field(default_factory=list)  # one image per digit, as the model sees it
     captions: list[tuple[Image.Image, str, str]] = field(default_factory=list)
-
-
-def _device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise UserError(f"--device {name} is not a torch device") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine")
-    return device
 
 
 def _transfer(ev: Evaluation, task: str, features: dict[str, np.ndarray], labels: np.ndarray, seed: int) -> np.ndarray:
@@ -167,7 +158,7 @@ def run_evaluation(checkpoint_dir: str | Path, data_urls: list[str], opts: EvalO
     """Load the checkpoint, read the eval set once (features, and the masked pass for mae/mug), embed the
     digits, then fit and score every probe."""
     directory = Path(checkpoint_dir)
-    device = _device(opts.device)
+    device = pick_device(opts.device)
     model, tokenizer, _ = load_checkpoint(directory, device)
     name = model.cfg.objective.name
     text = isinstance(model, CLIP) or getattr(model, "caption_decoder", None) is not None

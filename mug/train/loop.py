@@ -198,13 +198,16 @@ def _to_device(batch: dict[str, Any], inputs: tuple[str, ...], device: torch.dev
     return {k: batch[k].to(device, non_blocking=True) for k in inputs}
 
 
-def _tokens_per_batch(micro: list[dict[str, torch.Tensor]], model: Objective, env: DistEnv) -> float | None:
-    """The step's average real caption-token count per micro-batch, over all micro-batches and ranks."""
+def _tokens_per_batch(micro: list[dict[str, Any]], model: Objective, env: DistEnv) -> float | None:
+    """The step's average real caption-token count per micro-batch, over all micro-batches and ranks. Counted on
+    the loader's CPU tensors, so a single GPU process waits for nothing; ranks add theirs up on the device."""
     if not isinstance(model, MaskedGenerative) or model.caption_decoder is None:
         return None
     pad = model.cfg.text.pad_id
-    count = sum((b["tokens"][:, 1:] != pad).sum() for b in micro).to(torch.float64)
-    return all_reduce_sum(count, env).item() / (len(micro) * env.world_size)
+    count = sum(int((b["tokens"][:, 1:] != pad).sum()) for b in micro)
+    if env.active:
+        count = all_reduce_sum(torch.tensor(count, dtype=torch.float64, device=env.device), env).item()
+    return count / (len(micro) * env.world_size)
 
 
 def _sample(model: Objective, batch: dict[str, Any], tokenizer: CaptionTokenizer | None, tracker: Tracker, step: int):
@@ -321,7 +324,7 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, stop: threading.Event) 
         raw = [batches.next() for _ in range(cfg.accum_steps)]
         first_keys = first_keys or raw[0]["key"][:4]
         micro = [_to_device(b, model.inputs, env.device) for b in raw]
-        tokens_per_batch = _tokens_per_batch(micro, model, env)
+        tokens_per_batch = _tokens_per_batch(raw, model, env)
         sums: dict[str, torch.Tensor] = {}
         for i, batch in enumerate(micro):
             last = i == len(micro) - 1
