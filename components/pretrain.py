@@ -29,6 +29,7 @@ def pretrain(
     holds; `nodes` > 1 runs a Volcano job of that many pods with `gpus` each. With `init_from`, continue from
     that model (its objective and preset win). `model` is the checkpoint directory; its metadata carries what a
     registered model is traced back by. `metrics`' folder keeps summary.json and the offline W&B run."""
+    from mug.steps import model_metadata
     from mug.steps import pretrain as run
 
     chosen = {"objective": objective, "preset": preset, "steps": steps, "batch_size": batch_size}
@@ -43,18 +44,8 @@ def pretrain(
         gpus,
         nodes,
     )
-    train = summary["train"]
-    model.metadata.update(
-        {
-            "objective": train["objective"],
-            "preset": train["preset"],
-            "steps": summary["steps"],
-            "data_md5": dataset.metadata["data_md5"],
-            "data_revision": dataset.metadata["data_revision"],
-            "code_version": summary["code_version"],
-            "init_from": init_from.metadata.get("registered", init_from.uri) if init_from is not None else "",
-        }
-    )
+    continued = init_from.metadata.get("registered", init_from.uri) if init_from is not None else ""
+    model.metadata.update(model_metadata(summary, dataset.metadata, continued))
     for name, value in summary["final_losses"].items():
         metrics.log_metric(f"final/{name}", value)
     metrics.log_metric("images_per_s", summary["images_per_s"])

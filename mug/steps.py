@@ -192,6 +192,21 @@ def evaluate(
 LINEAGE_KEYS = ("objective", "preset", "steps", "data_md5", "data_revision", "code_version", "init_from")
 
 
+def model_metadata(summary: dict[str, Any], dataset: dict[str, Any], init_from: str = "") -> dict[str, Any]:
+    """What a trained Model artifact records (`LINEAGE_KEYS`), from the run's summary.json and the validated
+    dataset's metadata; `init_from` names the model the run continued, if any."""
+    train = summary["train"]
+    return {
+        "objective": train["objective"],
+        "preset": train["preset"],
+        "steps": summary["steps"],
+        "data_md5": dataset["data_md5"],
+        "data_revision": dataset["data_revision"],
+        "code_version": summary["code_version"],
+        "init_from": init_from,
+    }
+
+
 def numbers(metadata: dict[str, Any]) -> dict[str, float]:
     """The metrics an artifact's metadata holds: its numeric entries (flags such as `promoted` are not)."""
     return {k: v for k, v in metadata.items() if isinstance(v, int | float) and not isinstance(v, bool)}

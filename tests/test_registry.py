@@ -184,7 +184,10 @@ def test_cli_list_show_promote(checkpoint, uri, capsys):
 
 def test_the_pipeline_step_registers_with_the_model_artifacts_lineage(checkpoint, uri):
     """`mug.steps.register`, what the register_model component calls with its artifacts' metadata."""
-    from mug.steps import numbers, register
+    from mug.steps import LINEAGE_KEYS, model_metadata, numbers, register
+
+    summary = {"train": {"objective": "mug", "preset": "tiny"}, "steps": 3, "code_version": "0.1.0"}
+    assert tuple(model_metadata(summary, {"data_md5": "abc", "data_revision": "r1"})) == LINEAGE_KEYS
 
     metrics = {"transfer/score": 0.5, "objective": "mug", "promoted": True}
     assert numbers(metrics) == {"transfer/score": 0.5}  # strings and flags are not metrics
