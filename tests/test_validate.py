@@ -172,7 +172,7 @@ def test_non_tar_shard_fails_unreadable_shards(tmp_path):
     assert [c.name for c in result.checks if not c.passed] == ["unreadable_shards"]
     assert result.rows == N and [s.path for s in result.shards] == [str(paths[0]), str(bad)]
     (line,) = result.failures()
-    assert line.startswith("unreadable_shards: observed 1 > max 0 (00001.tar: ReadError")
+    assert line.startswith("unreadable_shards: observed 1 > max 0 (00001.tar: TarError: not a tar file")
 
 
 def test_truncated_tar_keeps_whole_samples_and_records_the_error(tmp_path):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from mug.data.urls import Urls, expand_shards, open_shard, shard_error
+from mug.data.tar import tar_members
+from mug.data.urls import ShardError, Urls, expand_shards, reading_shard
 from mug.errors import UserError
 from mug.tokenizer import CaptionTokenizer
 
@@ -15,12 +15,11 @@ def iter_captions(urls: Urls) -> Iterator[str]:
     """Every caption of the shards, in order; a shard that is not a tar is a UserError naming it."""
     for shard in expand_shards(urls):
         try:
-            with open_shard(shard) as raw, tarfile.open(fileobj=raw, mode="r|*") as stream:
-                for member in stream:
-                    if member.isfile() and member.name.endswith(".txt"):
-                        yield stream.extractfile(member).read().decode("utf-8", errors="replace")
-        except (tarfile.TarError, OSError) as err:
-            raise UserError(f"cannot read captions from shard {shard} ({shard_error(err)})") from err
+            with reading_shard(shard) as stream:
+                for _, caption in tar_members(stream, lambda name: name.endswith(".txt")):
+                    yield caption.decode("utf-8", errors="replace")
+        except ShardError as err:
+            raise UserError(f"cannot read captions from shard {shard} ({err})") from err
 
 
 def train_tokenizer(urls: Urls, out: str | Path, vocab_size: int = 8192, min_frequency: int = 2) -> CaptionTokenizer:

@@ -30,11 +30,11 @@ from typing import Any
 import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-from webdataset.tariterators import group_by_keys, tar_file_expander, url_opener
 
 from mug.config import ConfigError
 from mug.data.augment import BadImage, EvalTransform, SimCLRAugment, TrainAugment, normalize
-from mug.data.urls import Urls, command_failure, expand_shards, shard_error
+from mug.data.tar import tar_samples
+from mug.data.urls import ShardError, Urls, expand_shards, reading_shard
 from mug.errors import UserError
 from mug.tokenizer import CaptionTokenizer
 
@@ -176,56 +176,41 @@ class _Skips:
 
 
 class _ShardReader:
-    """Shard URLs -> samples with webdataset's tar readers; their handlers count a shard that fails, once."""
+    """Shard URLs -> samples through `mug.data.tar`; a shard that fails is counted once, by how far it got."""
 
     def __init__(self, skips: _Skips, extensions: tuple[str, ...], give_up_after: int | None):
         self.skips, self.give_up_after = skips, give_up_after
         self.suffixes = tuple(f".{ext}" for ext in extensions)
-        self.url: str | None = None
         self.members = 0
-        self.failed = False
         self.failed_in_a_row = 0
 
     def __call__(self, shards: Iterator[dict]) -> Iterator[dict]:
-        streams = url_opener(self._track(shards), handler=self._failed)
-        files = tar_file_expander(streams, handler=self._failed, select_files=self._member)
-        return group_by_keys(files, handler=self._duplicate)
-
-    def _track(self, shards: Iterator[dict]) -> Iterator[dict]:
-        # Readers pull shard n+1 only once shard n is done, so its state is complete here.
         for shard in shards:
-            self._finish()
-            self.url, self.members, self.failed = shard["url"], 0, False
-            yield shard
-        self._finish()
-
-    def _finish(self) -> None:
-        if self.url is None:
-            return
-        if not self.members and not self.failed:
-            self.skips.count("empty_shard")
-        self.failed_in_a_row = self.failed_in_a_row + 1 if self.failed or not self.members else 0
-        if self.give_up_after and self.failed_in_a_row >= self.give_up_after:
-            raise UserError(
-                f"the last {self.failed_in_a_row} shards drawn were unreadable or empty (the last: {self.url})"
-            )
-        self.url = None
+            url, self.members = shard["url"], 0
+            try:
+                with reading_shard(url) as stream:
+                    for key, files in tar_samples(stream, self._member, self._duplicate):
+                        yield {"__key__": key, **files}
+                failed = False
+            except ShardError as err:
+                failed = True
+                reason = "truncated_shard" if self.members else "unreadable_shard"
+                self.skips.count(reason)
+                log.warning("%s %s: %s", reason, url, str(err)[:300])
+            if not self.members and not failed:
+                self.skips.count("empty_shard")
+            self.failed_in_a_row = self.failed_in_a_row + 1 if failed or not self.members else 0
+            if self.give_up_after and self.failed_in_a_row >= self.give_up_after:
+                raise UserError(
+                    f"the last {self.failed_in_a_row} shards drawn were unreadable or empty (the last: {url})"
+                )
 
     def _member(self, name: str) -> bool:
-        self.members += 1  # a tar header parsed: from here on a failure is a truncation
-        return name.lower().endswith(self.suffixes)  # members nobody reads are not even read
+        self.members += 1  # a file read: from here on a failure is a truncation
+        return name.lower().endswith(self.suffixes)  # members nobody reads are not kept
 
-    def _failed(self, exn: Exception) -> bool:
-        if not self.failed:  # a truncation reaches the handler twice: from the member and from the shard loop
-            self.failed = True
-            reason = "truncated_shard" if self.members else "unreadable_shard"
-            self.skips.count(reason)
-            log.warning("%s %s: %s", reason, self.url, shard_error(command_failure(exn))[:300])
-        return True
-
-    def _duplicate(self, exn: Exception) -> bool:
+    def _duplicate(self, name: str) -> None:
         self.skips.count("duplicate_file")
-        return True
 
 
 def _shard_order(urls: list[str], rng: random.Random | None) -> Iterator[dict]:

@@ -1,7 +1,8 @@
 """Scan img2dataset shards into a table with one row per sample: what the validation gate checks.
 
-Tars are read as streams (`r|*`), the way they arrive from object storage, and every image is really decoded
-(`load()`), which is what catches a truncated JPEG. Shards are scanned in parallel, one task per shard.
+Tars are read as streams (`mug.data.tar`, strict: a cut or garbled shard is an error, not a short one), the way
+they arrive from object storage, and every image is really decoded (`load()`), which is what catches a truncated
+JPEG. Shards are scanned in parallel, one task per shard.
 """
 
 from __future__ import annotations
@@ -12,16 +13,14 @@ import json
 import multiprocessing
 import os
 import re
-import tarfile
 import time
-import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from mug.data.urls import Urls, expand_shards, open_shard, shard_error
+from mug.data.tar import tar_samples
+from mug.data.urls import ShardError, Urls, expand_shards, reading_shard
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,8 +30,6 @@ IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 FILENAME_CAPTION = re.compile(
     r"^\S+\.(jpe?g|png|gif|webp|bmp|tiff?)$|\bIMG[_-]?\d+|\bDSC[_N]?\d+|https?://|^www\.\S+$", re.IGNORECASE
 )
-# webdataset's rule: the key is the member path up to the first dot of its file name, the rest is the extension.
-_MEMBER = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
 # Columns a worker fills per sample; the rest (duplicate, min side, tokens...) are derived over the whole table.
 _SAMPLE_COLUMNS = (
     "key",
@@ -73,36 +70,6 @@ class Scan:
     @property
     def unreadable(self) -> list[ShardScan]:
         return [shard for shard in self.shards if shard.error is not None]
-
-
-class _StrictTarInfo(tarfile.TarInfo):
-    """Raises on a missing, cut or garbled header: tarfile would quietly end the archive there, hiding a
-    truncated shard. Only the zero block that marks the end of the archive ends it."""
-
-    @classmethod
-    def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:
-        try:
-            return super().frombuf(buf, encoding, errors)
-        except tarfile.HeaderError as err:
-            if len(buf) == tarfile.BLOCKSIZE and not buf.strip(tarfile.NUL):
-                raise
-            raise tarfile.ReadError(f"not a tar, or cut short or damaged ({err})") from None
-
-
-def _samples(stream: tarfile.TarFile) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {extension: bytes}) for each run of consecutive members sharing a key, as webdataset groups them."""
-    key, files = None, {}
-    for member in stream:
-        match = _MEMBER.match(member.name) if member.isfile() else None
-        if match is None:
-            continue
-        if match.group(1) != key:
-            if key is not None:
-                yield key, files
-            key, files = match.group(1), {}
-        files[match.group(2).lower()] = stream.extractfile(member).read()
-    if key is not None:
-        yield key, files
 
 
 def _add_sample(columns: dict[str, list], key: str, files: dict[str, bytes]) -> None:
@@ -147,12 +114,11 @@ def scan_shard(path: str) -> ShardScan:
     start = time.perf_counter()
     scan = ShardScan(str(path))
     try:
-        with open_shard(path) as raw, tarfile.open(fileobj=raw, mode="r|*", tarinfo=_StrictTarInfo) as stream:
-            for key, files in _samples(stream):
+        with reading_shard(path) as stream:
+            for key, files in tar_samples(stream):
                 _add_sample(scan.columns, key, files)
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
-        # The sample being read when the stream broke may be incomplete; the ones before it are whole.
-        scan.error = shard_error(err)
+    except ShardError as err:  # the samples before the damage are whole and kept
+        scan.error = str(err)
     scan.seconds = time.perf_counter() - start
     return scan
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlparse
@@ -13,6 +14,7 @@ import webdataset as wds
 from webdataset.gopen import Pipe
 from webdataset.shardlists import expand_urls
 
+from mug.data.tar import TarError
 from mug.errors import UserError
 
 Urls = str | os.PathLike | Sequence[str | os.PathLike]
@@ -76,22 +78,41 @@ def shard_name(url: str | os.PathLike) -> str:
     return str(url) if urlparse(str(url)).scheme not in ("", "file") else Path(url).name
 
 
-def command_failure(err: Exception) -> Exception:
-    """The failed `pipe:` command (or curl) behind `err`, when webdataset attached its stream to `err.args`.
+class ShardError(Exception):
+    """A shard that could not be read to its end, and why, in one line."""
 
-    A command that fails before writing (a 404, a missing object) gives tarfile an empty stream, and whether
-    webdataset has noticed the exit status by then is a race; closing the stream waits for the status.
+
+@contextmanager
+def reading_shard(url: str | os.PathLike) -> Iterator[BinaryIO]:
+    """`open_shard(url)` for a `with` block that reads it: a failure to open or read (OSError, TarError) leaves
+    the block as a ShardError saying why, and the stream is closed either way.
+
+    A `pipe:` command (or curl) that fails before writing gives the reader an empty stream, and whether webdataset
+    has noticed the exit status by then is a race: closing the stream waits for the status, which then says why.
     """
-    for arg in err.args:
-        if isinstance(arg, Pipe):
-            try:
-                arg.close()
-            except OSError as status:
-                return status
-    return err
+    try:
+        stream = open_shard(url)
+    except OSError as err:
+        raise ShardError(_shard_error(err)) from err
+    try:
+        yield stream
+    except (OSError, TarError) as err:
+        raise ShardError(_shard_error(_exit_status(stream) or err)) from err
+    finally:
+        with suppress(OSError):  # a command that fails after writing a whole tar has still delivered it
+            stream.close()
 
 
-def shard_error(err: Exception) -> str:
+def _exit_status(stream: BinaryIO) -> OSError | None:
+    if isinstance(stream, Pipe):
+        try:
+            stream.close()
+        except OSError as status:
+            return status
+    return None
+
+
+def _shard_error(err: Exception) -> str:
     """Why a shard could not be read, in one line without the stream objects webdataset appends to `err.args`."""
     message = err.args[0] if len(err.args) > 1 and isinstance(err.args[0], str) else str(err)
     status = _PIPE_EXIT.search(message)
