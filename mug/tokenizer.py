@@ -10,12 +10,14 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 from mug.errors import UserError
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
+_WORD_CACHE_SIZE = 200_000
 _ALIASES = {
     "pad": ("[PAD]", "<pad>"),
     "bos": ("[BOS]", "[CLS]", "<s>", "<|startoftext|>"),
@@ -33,6 +35,8 @@ class CaptionTokenizer:
             self.bos_id,
             self.eos_id,
         }
+        self._word_ids: dict[str, list[int]] | None = {} if _bert_style(tokenizer) else None
+        self._added_first_chars = "".join({tok.content[:1] for tok in added.values()})
 
     def _find(self, role: str) -> int:
         for name in _ALIASES[role]:
@@ -96,11 +100,49 @@ class CaptionTokenizer:
 
     def encode(self, texts: Sequence[str], context_length: int) -> torch.Tensor:
         """[N, context_length] ids: BOS, the caption truncated to fit, EOS, then PAD."""
-        out = torch.full((len(texts), context_length), self.pad_id, dtype=torch.long)
-        for row, enc in enumerate(self.tokenizer.encode_batch(list(texts), add_special_tokens=False)):
-            ids = [self.bos_id, *enc.ids[: context_length - 2], self.eos_id]
-            out[row, : len(ids)] = torch.tensor(ids)
-        return out
+        out = np.full((len(texts), context_length), self.pad_id, dtype=np.int64)
+        for row, ids in zip(out, self._batch_ids(texts), strict=True):
+            ids = ids[: context_length - 2]
+            row[0], row[1 : len(ids) + 1], row[len(ids) + 1] = self.bos_id, ids, self.eos_id
+        return torch.from_numpy(out)
+
+    def _batch_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Word-piece ids of each text. HF's BERT normalisation costs ~100 ns a character, ~15 us a caption: for a
+        BERT-style tokenizer a printable-ASCII caption is tokenised word by word from a cache instead (5x faster,
+        the same ids: lower-casing is all its normalisation does there, and words are split on spaces first)."""
+        ids: list[list[int] | None] = [None] * len(texts)
+        if self._word_ids is not None:
+            for i, text in enumerate(texts):
+                if text.isascii() and text.isprintable() and not any(c in text for c in self._added_first_chars):
+                    ids[i] = [piece for word in text.lower().split() for piece in self._word(word)]
+        rest = [i for i, found in enumerate(ids) if found is None]
+        # `_fast`: no character offsets, which nobody reads here; a third less time per caption.
+        for i, enc in zip(
+            rest, self.tokenizer.encode_batch_fast([texts[i] for i in rest], add_special_tokens=False), strict=True
+        ):
+            ids[i] = enc.ids
+        return ids
+
+    def _word(self, word: str) -> list[int]:
+        pieces = self._word_ids.get(word)
+        if pieces is None:
+            if len(self._word_ids) >= _WORD_CACHE_SIZE:  # web captions hold millions of distinct words
+                self._word_ids.clear()
+            pieces = self._word_ids[word] = self.tokenizer.encode(word, add_special_tokens=False).ids
+        return pieces
 
     def decode(self, ids: Iterable[int]) -> str:
         return self.tokenizer.decode([i for i in ids if i not in self.special_ids], skip_special_tokens=True)
+
+
+def _bert_style(tokenizer: Tokenizer) -> bool:
+    """Lower-casing BERT normalisation, BERT pre-tokenisation, WordPiece: what `CaptionTokenizer.train` builds and
+    bert-base-uncased uses. On printable ASCII its only normalisation is lower-casing."""
+    norm = tokenizer.normalizer
+    return (
+        isinstance(norm, normalizers.BertNormalizer)
+        and norm.lowercase
+        and norm.clean_text
+        and isinstance(tokenizer.pre_tokenizer, pre_tokenizers.BertPreTokenizer)
+        and isinstance(tokenizer.model, models.WordPiece)
+    )

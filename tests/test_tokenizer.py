@@ -1,4 +1,7 @@
+import random
+
 import pytest
+import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
 from mug.errors import UserError
@@ -51,3 +54,23 @@ def test_bad_tokenizer_files_are_named(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(UserError, match="bad.json is not a valid HF tokenizer.json"):
         CaptionTokenizer.from_file(tmp_path / "bad.json")
+
+
+def test_the_word_cache_gives_hf_ids_on_every_kind_of_caption(tokenizer):
+    rng = random.Random(0)
+    words = ["a", "Red", "CIRCLE", "photo", "dog's", "u.s.a.", "well-known", "123", "x9", "zebra"]
+    marks = ["", ",", "!", "...", "(", ")", " ", "  ", "~"]
+    odd = ["café", "日本", "\t", "\n", "[PAD]", "[", "\x07"]  # each sends its caption to HF
+    captions = ["", " ", "IMG_2041.JPG", "click to enlarge >>", "www.example.com/a?b=c"]
+    for i in range(400):
+        pieces = [rng.choice(words) + rng.choice(marks + odd * (i % 2)) + " " * rng.randint(0, 1) for _ in range(12)]
+        captions.append("".join(pieces))
+    assert tokenizer._word_ids is not None  # the cached path runs
+    got = tokenizer.encode(captions, context_length=40)
+    reference = [e.ids for e in tokenizer.tokenizer.encode_batch(captions, add_special_tokens=False)]
+    expected = torch.full((len(captions), 40), tokenizer.pad_id)
+    for row, ids in zip(expected, reference, strict=True):
+        ids = [tokenizer.bos_id, *ids[:38], tokenizer.eos_id]
+        row[: len(ids)] = torch.tensor(ids)
+    assert torch.equal(got, expected)
+    assert sum(c.isascii() and c.isprintable() and "[" not in c for c in captions) > 150  # both paths were taken

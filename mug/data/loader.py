@@ -32,7 +32,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mug.config import ConfigError
-from mug.data.augment import BadImage, EvalTransform, SimCLRAugment, TrainAugment, normalize
+from mug.data.augment import BadImage, EvalTransform, SimCLRAugment, TrainAugment, channels_last, normalize
 from mug.data.tar import tar_samples
 from mug.data.urls import ShardError, Urls, expand_shards, reading_shard
 from mug.errors import UserError
@@ -166,14 +166,6 @@ class _Skips:
         counts, self.pending = dict(self.pending), Counter()
         return counts
 
-    def sample_failed(self, exn: Exception) -> bool:
-        """`handler=` for the per-sample step: count a skip; anything else is a bug and is raised."""
-        if not isinstance(exn, _Skip):
-            raise exn
-        self.count(exn.reason)
-        log.debug("skipped a sample: %s", exn.reason)
-        return True
-
 
 class _ShardReader:
     """Shard URLs -> samples through `mug.data.tar`; a shard that fails is counted once, by how far it got."""
@@ -260,15 +252,16 @@ def _ask_for_huge_pages(tensor: torch.Tensor) -> None:
     _madvise(start, tensor.data_ptr() + nbytes - start, _MADV_HUGEPAGE)
 
 
-def _batch_tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    """An empty tensor; in a DataLoader worker in shared memory, so handing it over copies nothing (as torch's
-    default_collate does)."""
+def _batch_tensor(shape: tuple[int, int, int, int], dtype: torch.dtype) -> torch.Tensor:
+    """An empty channels-last image batch; in a DataLoader worker in shared memory, so handing it over copies
+    nothing (as torch's default_collate does)."""
     if get_worker_info() is None:
-        tensor = torch.empty(shape, dtype=dtype)
+        tensor = channels_last(shape, dtype)
         _ask_for_huge_pages(tensor)
         return tensor
+    n, c, h, w = shape
     empty = torch.empty(0, dtype=dtype)
-    return empty.new(empty._typed_storage()._new_shared(math.prod(shape))).view(shape)
+    return empty.new(empty._typed_storage()._new_shared(math.prod(shape))).view(n, h, w, c).permute(0, 3, 1, 2)
 
 
 class _WorkerStream(IterableDataset):
@@ -305,10 +298,7 @@ class _WorkerStream(IterableDataset):
         pipeline = wds.DataPipeline(
             streams[0] if len(streams) == 1 else partial(_mix, streams, weights, random.Random(f"{seed}/mix")),
             wds.shuffle(self.shuffle_buffer, rng=random.Random(f"{seed}/shuffle")) if self.shuffle_buffer else None,
-            wds.map(partial(self._prepare, rng=random.Random(f"{seed}/augment")), handler=skips.sample_failed),
-            wds.batched(
-                self.cfg.batch_size, collation_fn=partial(self._collate, skips=skips), partial=not self.cfg.train
-            ),
+            partial(self._batches, skips=skips, rng=random.Random(f"{seed}/augment")),
         )
         if self.batches_per_worker is not None:
             pipeline = pipeline.with_epoch(self.batches_per_worker)
@@ -337,7 +327,32 @@ class _WorkerStream(IterableDataset):
         reader = _ShardReader(skips, extensions, MAX_FAILED_SHARDS_IN_A_ROW if self.resampled else None)
         return wds.DataPipeline(*shards, reader)
 
-    def _prepare(self, sample: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    def _batches(self, samples: Iterator[dict[str, Any]], skips: _Skips, rng: random.Random) -> Iterator[dict]:
+        """Samples -> batches, each image decoded and augmented straight into its row of the batch: no per-sample
+        tensors to stack. Training drops a last partial batch; evaluation keeps it."""
+        shape = (self.cfg.batch_size, 3, self.cfg.image_size, self.cfg.image_size)
+        names = [name for name in ("image", "image2") if name in self.cfg.inputs]
+        # Normalised batches are converted from one reused uint8 batch; uint8 ones are handed over as they are.
+        reused = {name: channels_last(shape, torch.uint8) for name in names} if self.cfg.normalize else None
+        while True:
+            images = reused or {name: _batch_tensor(shape, torch.uint8) for name in names}
+            kept: list[dict[str, Any]] = []
+            for sample in samples:
+                try:
+                    kept.append(self._prepare(sample, rng, [images[name][len(kept)] for name in names]))
+                except _Skip as skip:
+                    skips.count(skip.reason)
+                    log.debug("skipped a sample: %s", skip.reason)
+                    continue
+                if len(kept) == shape[0]:
+                    break
+            if len(kept) == shape[0] or (kept and not self.cfg.train):
+                yield self._collate(kept, {name: images[name][: len(kept)] for name in names}, skips)
+            if len(kept) < shape[0]:
+                return
+
+    def _prepare(self, sample: dict[str, Any], rng: random.Random, rows: list[torch.Tensor]) -> dict[str, Any]:
+        """A sample's key, caption and labels; its image views go into `rows`. Raises _Skip."""
         data = next((sample[ext] for ext in IMAGE_EXTENSIONS if ext in sample), None)
         if data is None:
             raise _Skip("missing_image")
@@ -354,21 +369,15 @@ class _WorkerStream(IterableDataset):
             if isinstance(meta, dict) and "labels" in meta:
                 out["labels"] = meta["labels"]
         try:
-            out["views"] = self.augment(data, rng)
+            self.augment(data, rng, rows)
         except BadImage:
             raise _Skip("bad_image") from None
         return out
 
-    def _collate(self, samples: list[dict[str, Any]], skips: _Skips) -> dict[str, Any]:
-        size = self.cfg.image_size
+    def _collate(self, samples: list[dict[str, Any]], images: dict[str, torch.Tensor], skips: _Skips) -> dict:
         batch: dict[str, Any] = {"key": [s["key"] for s in samples]}
-        for view, name in enumerate(("image", "image2")):
-            if name in self.cfg.inputs:
-                views = [s["views"][view] for s in samples]
-                if self.cfg.normalize:
-                    batch[name] = normalize(views, out=_batch_tensor((len(views), 3, size, size), torch.float32))
-                else:
-                    batch[name] = torch.stack(views, out=_batch_tensor((len(views), 3, size, size), torch.uint8))
+        for name, rows in images.items():
+            batch[name] = normalize(rows, out=_batch_tensor(rows.shape, torch.float32)) if self.cfg.normalize else rows
         if "tokens" in self.cfg.inputs:
             batch["tokens"] = self.tokenizer.encode([s["caption"] for s in samples], self.cfg.context_length)
         if any("labels" in s for s in samples):
@@ -381,8 +390,8 @@ class Loader:
     """Iterable of batch dicts, one epoch per `iter()`; `stats` holds the current (or last) epoch's figures.
 
     A batch holds the keys in `cfg.inputs` ("image" and "image2": normalised float [B, 3, S, S], or uint8 without
-    `cfg.normalize`; "tokens": long [B, T]), "key" (list of str) and, in evaluation when the samples' .json has
-    them, "labels" (list of dict).
+    `cfg.normalize`, both in channels-last memory order; "tokens": long [B, T]), "key" (list of str) and, in
+    evaluation when the samples' .json has them, "labels" (list of dict).
     """
 
     def __init__(self, dataset: _WorkerStream, batches_per_epoch: int | None):
