@@ -1,12 +1,16 @@
-"""Benchmark the streaming loader against the bare JPEG decode it cannot avoid.
+"""Benchmark the streaming loader against the bare JPEG decode it cannot avoid, on one core.
 
-Writes img2dataset-style shards of random-ish JPEGs into a temp folder, then per case prints samples/s of:
-- decode: reading the shards with `tarfile` and `Image.open(...).convert("RGB")` on one core, nothing else;
-- the full pipeline (MUG inputs: tar reading, shuffle, decode, RandomResizedCrop + flip, normalisation,
-  tokenisation, collation) with num_workers=0 (one thread) and 1 (one worker process), delivering float images
-  (normalised) or uint8 ones (`normalize=False`, normalised later on the GPU); steady state: the first batch,
-  which waits for process start and the shuffle buffer, is not timed;
-and the pipeline's overhead over decode: time per sample / decode time per sample - 1. Goal: under 15%.
+Writes img2dataset-style shards of photo-like JPEGs (quality 95) into a temp folder, then per case, in interleaved
+rounds (this machine's speed drifts by 20% from minute to minute; the best of each figure is kept), measures
+samples/s of:
+- PIL decode: `Image.open(...).convert("RGB")` of the JPEG bytes already in memory, nothing else: the baseline;
+- bare reader: the same after reading the shards with Python's `tarfile`;
+- the pipeline: MUG's inputs (tar reading, shuffle, decode, RandomResizedCrop + flip, tokenising, collation into
+  a batch) with num_workers=0 (in-process) and 1 (one worker process), delivering uint8 images (what GPU training
+  uses: they are normalised on the device) or normalised float ones (CPU training, evaluation). Steady state: the
+  first batch, which waits for process start and the shuffle buffer, is not timed.
+Overhead = pipeline time per sample / PIL decode time per sample - 1. Goal: under 15%.
+`--breakdown` also times each stage alone, per sample.
 """
 
 from __future__ import annotations
@@ -23,11 +27,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mug.data.augment import TrainAugment, channels_last, decode, normalize
 from mug.data.loader import LoaderConfig, make_loader
+from mug.data.tar import tar_samples
 from mug.tokenizer import CaptionTokenizer
 
 WORDS = "a photo of the red green blue small large dog cat car tree house on in with near grey sky road".split()
-CASES = [(64, 64), (256, 224), (256, 64)]  # (JPEG side, crop side)
+CASES = [(64, 64), (256, 224)]  # (JPEG side, crop side): the corpus default, and img2dataset's 256 px for 224
+PIPELINES = [(0, False), (0, True), (1, False), (1, True)]  # (workers, normalised float images)
 
 
 def random_jpeg(rng: np.random.Generator, side: int) -> bytes:
@@ -58,8 +65,22 @@ def write_shards(folder: Path, side: int, samples: int, per_shard: int, seed: in
     return captions
 
 
-def decode_rate(folder: Path) -> float:
-    """Samples/s of reading the shards and decoding every JPEG with PIL, on one core."""
+def jpegs_of(folder: Path) -> list[bytes]:
+    out = []
+    for path in sorted(folder.glob("*.tar")):
+        with open(path, "rb") as stream:
+            out += [files["jpg"] for _, files in tar_samples(stream)]
+    return out
+
+
+def pil_rate(jpegs: list[bytes]) -> float:
+    start = time.perf_counter()
+    for data in jpegs:
+        Image.open(io.BytesIO(data)).convert("RGB")
+    return len(jpegs) / (time.perf_counter() - start)
+
+
+def reader_rate(folder: Path) -> float:
     count, start = 0, time.perf_counter()
     for path in sorted(folder.glob("*.tar")):
         with tarfile.open(path, "r|") as tar:
@@ -70,14 +91,12 @@ def decode_rate(folder: Path) -> float:
     return count / (time.perf_counter() - start)
 
 
-def pipeline_rate(
-    folder: Path, crop: int, workers: int, normalize: bool, batch: int, tokenizer: CaptionTokenizer
-) -> float:
+def pipeline_rate(folder: Path, crop: int, workers: int, floats: bool, batch: int, tok: CaptionTokenizer) -> float:
     cfg = LoaderConfig(
         urls=str(folder), batch_size=batch, image_size=crop, inputs=("image", "tokens"), context_length=32,
-        num_workers=workers, normalize=normalize,
+        num_workers=workers, normalize=floats,
     )  # fmt: skip
-    loader = iter(make_loader(cfg, tokenizer, rank=0, world_size=1))
+    loader = iter(make_loader(cfg, tok, rank=0, world_size=1))
     next(loader)
     count, start = 0, time.perf_counter()
     for b in loader:
@@ -85,27 +104,73 @@ def pipeline_rate(
     return count / (time.perf_counter() - start)
 
 
+def per_sample_us(work, items: list) -> float:
+    start = time.perf_counter()
+    for item in items:
+        work(item)
+    return (time.perf_counter() - start) / len(items) * 1e6
+
+
+def breakdown(folder: Path, crop: int, batch: int, tok: CaptionTokenizer) -> dict[str, float]:
+    """Microseconds per sample of each stage alone (best of 3)."""
+    paths, jpegs = sorted(folder.glob("*.tar")), jpegs_of(folder)
+    images, rng = [decode(j) for j in jpegs], random.Random(0)
+    captions = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 15))) for _ in jpegs]
+    augment, rows = TrainAugment(crop), channels_last((1, 3, crop, crop), torch.uint8)
+    batches = [captions[i : i + batch] for i in range(0, len(captions), batch)]
+    uint8 = channels_last((batch, 3, crop, crop), torch.uint8)
+    out = channels_last((batch, 3, crop, crop), torch.float32)
+
+    def read(path: Path) -> None:
+        with open(path, "rb") as stream:
+            for _ in tar_samples(stream):
+                pass
+
+    def crop_resize_flip(image: torch.Tensor) -> None:
+        augment.view(image, augment.boxes(image.shape[2], image.shape[1], rng)[0], rng, rows[0])
+
+    stages = {
+        "tar (mug.data.tar)": lambda: per_sample_us(read, paths) / (len(jpegs) / len(paths)),
+        "decode (torchvision)": lambda: per_sample_us(decode, jpegs),
+        "crop+resize+flip": lambda: per_sample_us(crop_resize_flip, images),
+        "tokenise": lambda: per_sample_us(lambda b: tok.encode(b, 32), batches) / batch,
+        "normalise (float)": lambda: per_sample_us(lambda _: normalize(uint8, out=out), range(8)) / batch,
+    }
+    return {name: min(stage() for _ in range(3)) for name, stage in stages.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3, help="best of this many runs per figure")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best of each figure is kept")
+    parser.add_argument("--breakdown", action="store_true", help="also time each stage alone")
     args = parser.parse_args()
     torch.set_num_threads(1)  # one core for decode and for the num_workers=0 pipeline; a worker has one anyway
-    print(f"{'JPEG':>5} {'crop':>5} {'workers':>8} {'images':>7} {'samples/s':>10} {'decode/s':>9} {'overhead':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         for side in sorted({side for side, _ in CASES}):
             captions = write_shards(Path(tmp, str(side)), side, args.samples, per_shard=500)
-        tokenizer = CaptionTokenizer.train(captions, vocab_size=1000, min_frequency=1)
+        tok = CaptionTokenizer.train(captions, vocab_size=1000, min_frequency=1)
         for side, crop in CASES:
             folder = Path(tmp, str(side))
-            decode = max(decode_rate(folder) for _ in range(args.repeats))
-            for workers, normalize in ((0, True), (1, True), (1, False)):
-                rate = max(
-                    pipeline_rate(folder, crop, workers, normalize, args.batch, tokenizer) for _ in range(args.repeats)
-                )
-                images, overhead = "float" if normalize else "uint8", decode / rate - 1
-                print(f"{side:>5} {crop:>5} {workers:>8} {images:>7} {rate:>10.0f} {decode:>9.0f} {overhead:>+9.0%}")
+            jpegs = jpegs_of(folder)
+            best: dict[str, float] = {}
+            for _ in range(args.rounds):
+                rates = {"pil": pil_rate(jpegs), "reader": reader_rate(folder)}
+                for workers, floats in PIPELINES:
+                    rates[f"{workers}/{floats}"] = pipeline_rate(folder, crop, workers, floats, args.batch, tok)
+                best = {name: max(rate, best.get(name, 0.0)) for name, rate in rates.items()}
+            pil, reader = best.pop("pil"), best.pop("reader")
+            print(f"\n{side} px JPEGs -> {crop} px: PIL decode {pil:,.0f}/s ({1e6 / pil:.0f} us), "
+                  f"bare tarfile reader + PIL {reader:,.0f}/s ({pil / reader - 1:+.0%})")  # fmt: skip
+            print(f"{'workers':>8} {'images':>7} {'samples/s':>10} {'us/sample':>10} {'overhead':>9}")
+            for workers, floats in PIPELINES:
+                rate = best[f"{workers}/{floats}"]
+                images = "float" if floats else "uint8"
+                print(f"{workers:>8} {images:>7} {rate:>10,.0f} {1e6 / rate:>10.0f} {pil / rate - 1:>+9.0%}")
+            if args.breakdown:
+                parts = breakdown(folder, crop, args.batch, tok)
+                print("per sample: " + ", ".join(f"{name} {us:.1f} us" for name, us in parts.items()))
 
 
 if __name__ == "__main__":

@@ -8,12 +8,14 @@ import re
 import tarfile
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image, ImageDraw
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from mug.data.augment import gaussian_blur, normalize
+from mug.data.augment import Box, channels_last, gaussian_blur, normalize, resized_crop
 from mug.data.loader import REASONS, LoaderConfig, make_loader
 from mug.errors import UserError
 from mug.image import to_tensor
@@ -260,3 +262,38 @@ def test_separable_blur_matches_torchvision():
     for kernel, sigma in ((3, 0.1), (5, 1.0), (23, 2.0)):
         diff = gaussian_blur(image, kernel, sigma).int() - TF.gaussian_blur(image, [kernel] * 2, [sigma] * 2).int()
         assert diff.abs().max() <= 1  # rounding
+
+
+def photo(width: int, height: int) -> Image.Image:
+    """Smooth colour gradients with a few shapes: resampling errors show, noise does not drown them."""
+    image = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((width // 5, height // 4, width // 2, height // 2), fill=(200, 40, 40))
+    draw.rectangle((width // 2, height // 2, width - 5, height - 8), fill=(30, 160, 220))
+    return image
+
+
+@pytest.mark.parametrize(("box", "size"), [((10, 6, 60, 50), 64), ((0, 0, 200, 180), 64), ((3, 5, 64, 64), 64)])
+def test_resized_crop_matches_pil_bicubic_and_writes_into_the_batch_row(box, size):
+    image = photo(200, 180)
+    pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)  # channels-last, as decoded
+    left, top, width, height = box
+    reference = np.asarray(image.resize((size, size), Image.BICUBIC, box=(left, top, left + width, top + height)))
+    row = channels_last((2, 3, size, size), torch.uint8)[1]
+    assert resized_crop(pixels, Box(*box), size, out=row) is row  # enlarging: bicubic; shrinking 3x: area average
+    assert np.abs(row.permute(1, 2, 0).numpy().astype(int) - reference).mean() < 2.5
+    flipped = resized_crop(pixels.contiguous(), Box(*box), size, flip=True)  # NCHW memory works too
+    assert torch.equal(flipped, row.flip(-1)) and flipped[None].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_channels_last_normalisation_matches_the_plain_formula():
+    images = torch.randint(0, 256, (4, 3, 20, 12), dtype=torch.uint8)
+    expected = (images.float() / 255 - torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1)) / torch.tensor(
+        IMAGENET_DEFAULT_STD
+    ).view(1, 3, 1, 1)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        out = normalize(images.contiguous(memory_format=layout))
+        torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+        assert out.is_contiguous(memory_format=torch.channels_last)
+    nchw = normalize(images, out=torch.empty(4, 3, 20, 12))  # a plain out keeps its layout
+    torch.testing.assert_close(nchw, expected, atol=1e-5, rtol=0)

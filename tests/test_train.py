@@ -15,10 +15,11 @@ from safetensors.torch import load_file
 
 from mug.checkpoint import CheckpointError, load_checkpoint
 from mug.config import ConfigError
+from mug.data.augment import normalize
 from mug.data.corpus import synthesize_corpus
 from mug.errors import UserError
 from mug.train.config import load_train_config
-from mug.train.loop import TrainingDiverged, train
+from mug.train.loop import TrainingDiverged, _to_device, train
 from mug.train.schedule import lr_at
 from mug.train.state import checkpoints, latest_checkpoint, load_training_state
 from tests.conftest import MICRO
@@ -343,3 +344,15 @@ def test_compiled_training_matches_eager_and_saves_plain_weights(shards, tmp_pat
     a, b = load_file(eager.model_dir / "model.safetensors"), load_file(compiled.model_dir / "model.safetensors")
     assert a.keys() == b.keys()
     load_checkpoint(compiled.model_dir)
+
+
+def test_uint8_batches_are_normalised_where_they_land():
+    """Off CPU the loader hands over uint8 images (a quarter of the bytes to move); the step normalises them."""
+    images = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
+    batch = {"key": ["a", "b"], "image": images, "tokens": torch.ones(2, 5, dtype=torch.long)}
+    moved = _to_device(batch, ("image", "tokens"), torch.device("cpu"))
+    assert set(moved) == {"image", "tokens"} and moved["image"].dtype == torch.float32
+    torch.testing.assert_close(moved["image"], normalize(images))
+    assert moved["tokens"] is batch["tokens"]  # already where it belongs: not copied
+    floats = normalize(images)
+    assert _to_device({"image": floats}, ("image",), torch.device("cpu"))["image"] is floats
