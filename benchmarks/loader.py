@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mug.data.augment import TrainAugment, channels_last, decode, normalize
+from mug.data.augment import TrainAugment, channels_last, decode, hwc, normalize
 from mug.data.loader import LoaderConfig, make_loader
 from mug.data.tar import tar_samples
 from mug.tokenizer import CaptionTokenizer
@@ -114,9 +114,9 @@ def per_sample_us(work, items: list) -> float:
 def breakdown(folder: Path, crop: int, batch: int, tok: CaptionTokenizer) -> dict[str, float]:
     """Microseconds per sample of each stage alone (best of 3)."""
     paths, jpegs = sorted(folder.glob("*.tar")), jpegs_of(folder)
-    images, rng = [decode(j) for j in jpegs], random.Random(0)
+    images, rng = [hwc(decode(j)) for j in jpegs], random.Random(0)
     captions = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 15))) for _ in jpegs]
-    augment, rows = TrainAugment(crop), channels_last((1, 3, crop, crop), torch.uint8)
+    augment, row = TrainAugment(crop), np.empty((crop, crop, 3), dtype=np.uint8)
     batches = [captions[i : i + batch] for i in range(0, len(captions), batch)]
     uint8 = channels_last((batch, 3, crop, crop), torch.uint8)
     out = channels_last((batch, 3, crop, crop), torch.float32)
@@ -126,8 +126,8 @@ def breakdown(folder: Path, crop: int, batch: int, tok: CaptionTokenizer) -> dic
             for _ in tar_samples(stream):
                 pass
 
-    def crop_resize_flip(image: torch.Tensor) -> None:
-        augment.view(image, augment.boxes(image.shape[2], image.shape[1], rng)[0], rng, rows[0])
+    def crop_resize_flip(pixels: np.ndarray) -> None:
+        augment.view(pixels, augment.boxes(pixels.shape[1], pixels.shape[0], rng)[0], rng, row)
 
     stages = {
         "tar (mug.data.tar)": lambda: per_sample_us(read, paths) / (len(jpegs) / len(paths)),

@@ -15,7 +15,7 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image, ImageDraw
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from mug.data.augment import Box, channels_last, gaussian_blur, normalize, resized_crop
+from mug.data.augment import Box, channels_last, gaussian_blur, hwc, normalize, resize_into, resized_crop
 from mug.data.loader import REASONS, LoaderConfig, make_loader
 from mug.errors import UserError
 from mug.image import to_tensor
@@ -279,11 +279,11 @@ def test_resized_crop_matches_pil_bicubic_and_writes_into_the_batch_row(box, siz
     pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)  # channels-last, as decoded
     left, top, width, height = box
     reference = np.asarray(image.resize((size, size), Image.BICUBIC, box=(left, top, left + width, top + height)))
-    row = channels_last((2, 3, size, size), torch.uint8)[1]
-    assert resized_crop(pixels, Box(*box), size, out=row) is row  # enlarging: bicubic; shrinking 3x: area average
-    assert np.abs(row.permute(1, 2, 0).numpy().astype(int) - reference).mean() < 2.5
+    batch = channels_last((2, 3, size, size), torch.uint8)
+    resize_into(hwc(pixels), Box(*box), hwc(batch)[1])  # enlarging: bicubic; shrinking 3x: area average
+    assert np.abs(batch[1].permute(1, 2, 0).numpy().astype(int) - reference).mean() < 2.5  # written in place
     flipped = resized_crop(pixels.contiguous(), Box(*box), size, flip=True)  # NCHW memory works too
-    assert torch.equal(flipped, row.flip(-1)) and flipped[None].is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(flipped, batch[1].flip(-1)) and flipped[None].is_contiguous(memory_format=torch.channels_last)
 
 
 def test_channels_last_normalisation_matches_the_plain_formula():

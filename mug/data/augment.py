@@ -71,8 +71,8 @@ def random_resized_box(
         target = area * rng.uniform(*scale)
         aspect = math.exp(rng.uniform(*log_ratio))
         w, h = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
-        if 0 < w <= width and 0 < h <= height:
-            return Box(rng.randint(0, width - w), rng.randint(0, height - h), w, h)
+        if 0 < w <= width and 0 < h <= height:  # `random() * n` rather than randint: a third of the time
+            return Box(int(rng.random() * (width - w + 1)), int(rng.random() * (height - h + 1)), w, h)
     w, h = width, height  # fallback: the largest centred box within the ratio range
     if width / height < ratio[0]:
         h = round(width / ratio[0])
@@ -101,30 +101,35 @@ def decode(data: bytes) -> torch.Tensor:
     return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(rgb.height, rgb.width, 3).permute(2, 0, 1)
 
 
-def resized_crop(
-    image: torch.Tensor, box: Box, size: int, flip: bool = False, out: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Crop `box` out of a uint8 [3, H, W] image and resize it to [3, size, size] in channels-last memory order,
-    into `out` when given (a channels-last row of a batch: no copy afterwards). Bicubic, or pixel-area averaging
-    where the crop shrinks by more than 1.5x and bicubic would alias (area averaging costs 40% more, and crops of
-    img2dataset's 256 px images for 224 px never shrink that much)."""
-    pixels = _hwc(image)[box.top : box.top + box.height, box.left : box.left + box.width]
-    dst = _hwc(out) if out is not None else np.empty((size, size, 3), dtype=np.uint8)
-    if pixels.shape[:2] != (size, size):
+def resize_into(pixels: np.ndarray, box: Box, dst: np.ndarray, flip: bool = False) -> None:
+    """Crop `box` out of uint8 [H, W, 3] `pixels` and resize it into `dst` ([S, S, 3]: a row of a channels-last
+    batch, so nothing is copied afterwards). Bicubic, or pixel-area averaging where the crop shrinks by more than
+    1.5x and bicubic would alias (area averaging costs 40% more; crops of img2dataset's 256 px images for 224 px
+    never shrink that much)."""
+    size = dst.shape[0]
+    crop = pixels[box.top : box.top + box.height, box.left : box.left + box.width]
+    if crop.shape[:2] != (size, size):
         shrink = max(box.width, box.height) > 1.5 * size
-        cv2.resize(pixels, (size, size), dst=dst, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-        pixels = dst
+        cv2.resize(crop, (size, size), dst=dst, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+        crop = dst
     if flip:
-        cv2.flip(pixels, 1, dst=dst)
-    elif pixels is not dst:
-        np.copyto(dst, pixels)
-    return out if out is not None else torch.from_numpy(dst).permute(2, 0, 1)
+        cv2.flip(crop, 1, dst=dst)
+    elif crop is not dst:
+        np.copyto(dst, crop)
 
 
-def _hwc(image: torch.Tensor) -> np.ndarray:
-    """uint8 [3, H, W] -> [H, W, 3] numpy, a view for channels-last memory (what OpenCV reads and writes)."""
-    pixels = image.permute(1, 2, 0).numpy()
-    return pixels if pixels.strides[1:] == (3, 1) else np.ascontiguousarray(pixels)
+def resized_crop(image: torch.Tensor, box: Box, size: int, flip: bool = False) -> torch.Tensor:
+    """`resize_into` for a uint8 [3, H, W] image: a new [3, size, size] view in channels-last memory order."""
+    dst = np.empty((size, size, 3), dtype=np.uint8)
+    resize_into(hwc(image), box, dst, flip)
+    return torch.from_numpy(dst).permute(2, 0, 1)
+
+
+def hwc(images: torch.Tensor) -> np.ndarray:
+    """uint8 [..., 3, H, W] -> [..., H, W, 3] numpy: a view for channels-last memory (what OpenCV reads and writes),
+    else a copy."""
+    pixels = images.movedim(-3, -1).numpy()
+    return pixels if pixels.strides[-2:] == (3, 1) else np.ascontiguousarray(pixels)
 
 
 def channels_last(shape: tuple[int, int, int, int], dtype: torch.dtype, device=None) -> torch.Tensor:
@@ -177,15 +182,15 @@ class TrainAugment:
     def boxes(self, width: int, height: int, rng: random.Random) -> list[Box]:
         return [random_resized_box(width, height, self.scale, rng) for _ in range(self.views)]
 
-    def view(self, image: torch.Tensor, box: Box, rng: random.Random, out: torch.Tensor) -> None:
-        resized_crop(image, box, self.size, flip=rng.random() < 0.5, out=out)
+    def view(self, pixels: np.ndarray, box: Box, rng: random.Random, out: np.ndarray) -> None:
+        resize_into(pixels, box, out, flip=rng.random() < 0.5)
 
-    def __call__(self, data: bytes, rng: random.Random, out: Sequence[torch.Tensor]) -> None:
-        """Decode `data` and write its `views` uint8 views into `out` ([3, size, size] channels-last tensors,
-        rows of the batch being assembled); raises BadImage."""
-        image = decode(data)
-        for box, row in zip(self.boxes(image.shape[2], image.shape[1], rng), out, strict=True):
-            self.view(image, box, rng, row)
+    def __call__(self, data: bytes, rng: random.Random, out: Sequence[np.ndarray]) -> None:
+        """Decode `data` and write its `views` uint8 views into `out` ([size, size, 3] arrays: rows of the
+        channels-last batch being assembled); raises BadImage."""
+        pixels = hwc(decode(data))
+        for box, row in zip(self.boxes(pixels.shape[1], pixels.shape[0], rng), out, strict=True):
+            self.view(pixels, box, rng, row)
 
 
 class SimCLRAugment(TrainAugment):
@@ -203,8 +208,10 @@ class SimCLRAugment(TrainAugment):
         self.jitter = jitter
         self.blur_kernel = int(0.1 * size) // 2 * 2 + 1  # ~10% of the side, odd
 
-    def view(self, image: torch.Tensor, box: Box, rng: random.Random, out: torch.Tensor) -> None:
-        view = resized_crop(image, box, self.size, flip=rng.random() < 0.5)
+    def view(self, pixels: np.ndarray, box: Box, rng: random.Random, out: np.ndarray) -> None:
+        crop = np.empty_like(out)
+        resize_into(pixels, box, crop, flip=rng.random() < 0.5)
+        view = torch.from_numpy(crop).permute(2, 0, 1)
         if rng.random() < 0.8:
             brightness, contrast, saturation, hue = self.jitter
             ops = [
@@ -220,7 +227,7 @@ class SimCLRAugment(TrainAugment):
             view = TF.rgb_to_grayscale(view, num_output_channels=3)
         if rng.random() < 0.5:
             view = gaussian_blur(view, self.blur_kernel, rng.uniform(0.1, 2.0))
-        out.copy_(view)
+        np.copyto(out, view.permute(1, 2, 0).numpy())
 
 
 class EvalTransform(TrainAugment):
@@ -229,5 +236,5 @@ class EvalTransform(TrainAugment):
     def boxes(self, width: int, height: int, rng: random.Random) -> list[Box]:
         return [center_box(width, height)]
 
-    def view(self, image: torch.Tensor, box: Box, rng: random.Random, out: torch.Tensor) -> None:
-        resized_crop(image, box, self.size, out=out)
+    def view(self, pixels: np.ndarray, box: Box, rng: random.Random, out: np.ndarray) -> None:
+        resize_into(pixels, box, out)

@@ -27,12 +27,13 @@ from functools import partial
 from itertools import islice
 from typing import Any
 
+import numpy as np
 import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mug.config import ConfigError
-from mug.data.augment import BadImage, EvalTransform, SimCLRAugment, TrainAugment, channels_last, normalize
+from mug.data.augment import BadImage, EvalTransform, SimCLRAugment, TrainAugment, channels_last, hwc, normalize
 from mug.data.tar import tar_samples
 from mug.data.urls import ShardError, Urls, expand_shards, reading_shard
 from mug.errors import UserError
@@ -336,10 +337,11 @@ class _WorkerStream(IterableDataset):
         reused = {name: channels_last(shape, torch.uint8) for name in names} if self.cfg.normalize else None
         while True:
             images = reused or {name: _batch_tensor(shape, torch.uint8) for name in names}
+            rows = [hwc(images[name]) for name in names]  # [N, S, S, 3] views the augmentation writes into
             kept: list[dict[str, Any]] = []
             for sample in samples:
                 try:
-                    kept.append(self._prepare(sample, rng, [images[name][len(kept)] for name in names]))
+                    kept.append(self._prepare(sample, rng, [view[len(kept)] for view in rows]))
                 except _Skip as skip:
                     skips.count(skip.reason)
                     log.debug("skipped a sample: %s", skip.reason)
@@ -351,7 +353,7 @@ class _WorkerStream(IterableDataset):
             if len(kept) < shape[0]:
                 return
 
-    def _prepare(self, sample: dict[str, Any], rng: random.Random, rows: list[torch.Tensor]) -> dict[str, Any]:
+    def _prepare(self, sample: dict[str, Any], rng: random.Random, rows: list[np.ndarray]) -> dict[str, Any]:
         """A sample's key, caption and labels; its image views go into `rows`. Raises _Skip."""
         data = next((sample[ext] for ext in IMAGE_EXTENSIONS if ext in sample), None)
         if data is None:
@@ -386,6 +388,10 @@ class _WorkerStream(IterableDataset):
         return batch
 
 
+def _as_is(batch: dict[str, Any]) -> dict[str, Any]:
+    return batch
+
+
 class Loader:
     """Iterable of batch dicts, one epoch per `iter()`; `stats` holds the current (or last) epoch's figures.
 
@@ -413,6 +419,7 @@ class Loader:
         loader = DataLoader(
             self.dataset,
             batch_size=None,
+            collate_fn=_as_is,  # batches come whole; torch's default would walk every key string of each one
             num_workers=self.cfg.num_workers,
             pin_memory=self.cfg.pin_memory,
             generator=torch.Generator().manual_seed(self.cfg.seed + self.epoch),
