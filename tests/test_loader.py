@@ -1,5 +1,6 @@
 """The streaming loader on tiny img2dataset-style shards written here, broken ones included."""
 
+import dataclasses
 import io
 import json
 import logging
@@ -255,6 +256,25 @@ def test_the_same_seed_gives_the_same_batches(corpus, tok):
         for name in ("image", "image2", "tokens"):
             assert torch.equal(a[name], b[name])
     assert [b["key"] for b in first] != [b["key"] for b in other]
+
+
+@pytest.mark.parametrize("floats", [False, True])
+def test_workers_reuse_batch_memory_only_once_the_batch_is_let_go(corpus, tok, floats):
+    """A worker's shared batch buffers are reused after the trainer drops a batch, never while it holds one."""
+    cfg = config(str(corpus["root"] / "good"), inputs=("image", "tokens"), train=False, batch_size=2, normalize=floats)
+    expected = list(make_loader(cfg, tok, 0, 1))  # in-process: fresh tensors, nothing reused
+    held_loader = make_loader(dataclasses.replace(cfg, num_workers=1), tok, 0, 1)
+    held = list(held_loader)  # every batch kept: no buffer may be written twice
+    assert held_loader.stats.reused_buffers == 0 and len(held) == 12
+    for a, b in zip(expected, held, strict=True):
+        assert a["key"] == b["key"] and torch.equal(a["image"], b["image"]) and torch.equal(a["tokens"], b["tokens"])
+    dropping = make_loader(dataclasses.replace(cfg, num_workers=1), tok, 0, 1)
+    views = []
+    for a, batch in zip(expected, dropping, strict=True):
+        assert torch.equal(a["image"], batch["image"]) and torch.equal(a["tokens"], batch["tokens"])
+        views = [batch["image"][0].numpy()] if len(views) < 1 else views  # a numpy view keeps the first batch's set
+    assert dropping.stats.reused_buffers >= 6
+    assert np.array_equal(views[0], expected[0]["image"][0].numpy())  # still intact after 11 more batches
 
 
 def test_separable_blur_matches_torchvision():

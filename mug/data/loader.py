@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mug.config import ConfigError
 from mug.data.augment import BadImage, EvalTransform, SimCLRAugment, TrainAugment, channels_last, hwc, normalize
+from mug.data.buffers import BufferPool, busy_table, release_when_dropped, shared_empty
 from mug.data.tar import tar_samples
 from mug.data.urls import ShardError, Urls, expand_shards, reading_shard
 from mug.errors import UserError
@@ -117,6 +118,7 @@ class LoaderStats:
     batches: int = 0
     samples: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    reused_buffers: int = 0  # batches that came in a worker's reused shared memory (mug.data.buffers)
 
     @property
     def skipped(self) -> int:
@@ -253,16 +255,14 @@ def _ask_for_huge_pages(tensor: torch.Tensor) -> None:
     _madvise(start, tensor.data_ptr() + nbytes - start, _MADV_HUGEPAGE)
 
 
-def _batch_tensor(shape: tuple[int, int, int, int], dtype: torch.dtype) -> torch.Tensor:
-    """An empty channels-last image batch; in a DataLoader worker in shared memory, so handing it over copies
-    nothing (as torch's default_collate does)."""
+def _handover_tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An empty tensor for a batch: in a DataLoader worker in shared memory, so handing it over copies nothing
+    (as torch's default_collate does); in-process with huge pages asked for."""
     if get_worker_info() is None:
-        tensor = channels_last(shape, dtype)
+        tensor = torch.empty(shape, dtype=dtype)
         _ask_for_huge_pages(tensor)
         return tensor
-    n, c, h, w = shape
-    empty = torch.empty(0, dtype=dtype)
-    return empty.new(empty._typed_storage()._new_shared(math.prod(shape))).view(n, h, w, c).permute(0, 3, 1, 2)
+    return shared_empty(shape, dtype)
 
 
 class _WorkerStream(IterableDataset):
@@ -287,7 +287,9 @@ class _WorkerStream(IterableDataset):
             self.augment: TrainAugment = SimCLRAugment(cfg.image_size)
         else:
             self.augment = TrainAugment(cfg.image_size) if cfg.train else EvalTransform(cfg.image_size)
+        self._images = [name for name in ("image", "image2") if name in cfg.inputs]
         self.epoch = 0
+        self.busy: torch.Tensor | None = None  # workers' buffer sets in use (mug.data.buffers), set per epoch
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
@@ -331,13 +333,16 @@ class _WorkerStream(IterableDataset):
     def _batches(self, samples: Iterator[dict[str, Any]], skips: _Skips, rng: random.Random) -> Iterator[dict]:
         """Samples -> batches, each image decoded and augmented straight into its row of the batch: no per-sample
         tensors to stack. Training drops a last partial batch; evaluation keeps it."""
-        shape = (self.cfg.batch_size, 3, self.cfg.image_size, self.cfg.image_size)
-        names = [name for name in ("image", "image2") if name in self.cfg.inputs]
-        # Normalised batches are converted from one reused uint8 batch; uint8 ones are handed over as they are.
-        reused = {name: channels_last(shape, torch.uint8) for name in names} if self.cfg.normalize else None
+        info = get_worker_info()
+        pool = BufferPool(self.busy[info.id] if self.busy is not None and info else None, self._buffer_set)
+        n = self.cfg.batch_size
+        # Normalised batches are converted from one reused uint8 batch; uint8 ones are written where they go.
+        staging = {name: channels_last(self._image_shape(), torch.uint8) for name in self._images}
+        staging = staging if self.cfg.normalize else None
         while True:
-            images = reused or {name: _batch_tensor(shape, torch.uint8) for name in names}
-            rows = [hwc(images[name]) for name in names]  # [N, S, S, 3] views the augmentation writes into
+            index, reused, out = pool.take()
+            images = staging or out
+            rows = [hwc(images[name]) for name in self._images]  # [N, S, S, 3] views the augmentation writes into
             kept: list[dict[str, Any]] = []
             for sample in samples:
                 try:
@@ -346,12 +351,27 @@ class _WorkerStream(IterableDataset):
                     skips.count(skip.reason)
                     log.debug("skipped a sample: %s", skip.reason)
                     continue
-                if len(kept) == shape[0]:
+                if len(kept) == n:
                     break
-            if len(kept) == shape[0] or (kept and not self.cfg.train):
-                yield self._collate(kept, {name: images[name][: len(kept)] for name in names}, skips)
-            if len(kept) < shape[0]:
+            if len(kept) == n or (kept and not self.cfg.train):
+                batch = self._collate(kept, images, out, skips)
+                if index is not None:
+                    batch["buffers"] = (info.id, index, reused)
+                yield batch
+            if len(kept) < n:
                 return
+
+    def _image_shape(self) -> tuple[int, int, int, int]:
+        return (self.cfg.batch_size, 3, self.cfg.image_size, self.cfg.image_size)
+
+    def _buffer_set(self) -> dict[str, torch.Tensor]:
+        """Tensors for one handed-over batch: the images as delivered, channels-last, and the tokens."""
+        n, c, h, w = self._image_shape()
+        dtype = torch.float32 if self.cfg.normalize else torch.uint8
+        out = {name: _handover_tensor((n, h, w, c), dtype).permute(0, 3, 1, 2) for name in self._images}
+        if "tokens" in self.cfg.inputs:
+            out["tokens"] = _handover_tensor((n, self.cfg.context_length), torch.long)
+        return out
 
     def _prepare(self, sample: dict[str, Any], rng: random.Random, rows: list[np.ndarray]) -> dict[str, Any]:
         """A sample's key, caption and labels; its image views go into `rows`. Raises _Skip."""
@@ -376,12 +396,17 @@ class _WorkerStream(IterableDataset):
             raise _Skip("bad_image") from None
         return out
 
-    def _collate(self, samples: list[dict[str, Any]], images: dict[str, torch.Tensor], skips: _Skips) -> dict:
+    def _collate(
+        self, samples: list[dict], images: dict[str, torch.Tensor], out: dict[str, torch.Tensor], skips: _Skips
+    ) -> dict[str, Any]:
+        """The batch dict: `images` (uint8, written by the augmentation) normalised into `out`, or `out` itself."""
+        k = len(samples)
         batch: dict[str, Any] = {"key": [s["key"] for s in samples]}
-        for name, rows in images.items():
-            batch[name] = normalize(rows, out=_batch_tensor(rows.shape, torch.float32)) if self.cfg.normalize else rows
+        for name in self._images:
+            batch[name] = normalize(images[name][:k], out=out[name][:k]) if self.cfg.normalize else out[name][:k]
         if "tokens" in self.cfg.inputs:
-            batch["tokens"] = self.tokenizer.encode([s["caption"] for s in samples], self.cfg.context_length)
+            tokens = self.tokenizer.encode([s["caption"] for s in samples], self.cfg.context_length)
+            batch["tokens"] = out["tokens"][:k].copy_(tokens)
         if any("labels" in s for s in samples):
             batch["labels"] = [s.get("labels") for s in samples]
         batch["skipped"] = skips.drain()
@@ -413,6 +438,7 @@ class Loader:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         self.dataset.epoch = self.epoch  # workers start with each iter(), with a copy of the dataset as it is now
+        self.dataset.busy = busy = busy_table(self.cfg.num_workers) if self.cfg.num_workers else None
         self.stats = stats = LoaderStats()
         # Its own generator: DataLoader draws a worker seed per iter(), which must not move the global torch RNG
         # (the trainer's masks and an exactly resumed run depend on that stream).
@@ -429,6 +455,10 @@ class Loader:
                 stats.add(batch.pop("skipped"))
                 if "key" not in batch:
                     continue
+                if "buffers" in batch:
+                    worker, index, reused = batch.pop("buffers")
+                    release_when_dropped([batch[k] for k in INPUTS if k in batch], busy, worker, index)
+                    stats.reused_buffers += reused
                 stats.batches += 1
                 stats.samples += len(batch["key"])
                 yield batch

@@ -1,0 +1,68 @@
+"""Batch buffers a DataLoader worker reuses once the training process is done with them.
+
+A worker that allocates every batch afresh in shared memory pays for its pages being created, zeroed, faulted in
+and freed each time: 2 ms a batch of 64 uint8 images at 64 px, 7.8 ms at 224 px (a third of the JPEG decoding),
+measured with a worker doing nothing else. Linux's default `shmem_enabled=never` rules out huge pages for
+/dev/shm, so the way out is not to free them: each worker keeps a few buffer sets and reuses a set once the
+training process has let go of the batch built in it.
+
+Who holds what lives in a small shared table (`busy`, a row per worker): the worker marks a set busy when it
+hands a batch over; the training process marks it free when the memory of every tensor of that batch is
+released (finalizers on the tensors' storages, which views and numpy arrays of them keep alive too). With every
+set busy the worker allocates a fresh batch, as before: reuse never waits and never overwrites a batch in use.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Callable, Iterable
+
+import torch
+
+SETS_PER_WORKER = 4  # DataLoader's 2 batches in flight per worker, one in the step, one being filled
+
+
+def shared_empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An empty contiguous tensor in shared memory: handing it to another process copies nothing."""
+    empty = torch.empty(0, dtype=dtype)
+    return empty.new(empty._typed_storage()._new_shared(math.prod(shape))).view(shape)
+
+
+def busy_table(workers: int) -> torch.Tensor:
+    """The shared busy flags of `workers` workers' buffer sets, made by the training process for one epoch."""
+    return torch.zeros(workers, SETS_PER_WORKER, dtype=torch.int32).share_memory_()
+
+
+class BufferPool:
+    """One worker's buffer sets (a dict of tensors each, made by `make`); without a busy row, every set is fresh."""
+
+    def __init__(self, busy: torch.Tensor | None, make: Callable[[], dict[str, torch.Tensor]]):
+        self.busy, self.make = busy, make
+        self.sets: dict[int, dict[str, torch.Tensor]] = {}
+
+    def take(self) -> tuple[int | None, bool, dict[str, torch.Tensor]]:
+        """(index of the set, whether it was used before, the set); index None for a fresh set off the books."""
+        if self.busy is not None:
+            for index, taken in enumerate(self.busy.tolist()):
+                if not taken:
+                    self.busy[index] = 1
+                    reused = index in self.sets
+                    if not reused:
+                        self.sets[index] = self.make()
+                    return index, reused, self.sets[index]
+        return None, False, self.make()
+
+
+def release_when_dropped(tensors: Iterable[torch.Tensor], busy: torch.Tensor, worker: int, index: int) -> None:
+    """Mark `worker`'s set `index` free once the memory of all `tensors` (a batch built in it) is released."""
+    storages = {id(s): s for s in (t.untyped_storage() for t in tensors)}.values()
+    pending = [len(storages)]
+
+    def dropped() -> None:
+        pending[0] -= 1
+        if not pending[0]:
+            busy[worker, index] = 0
+
+    for storage in storages:
+        weakref.finalize(storage, dropped)
