@@ -88,7 +88,7 @@ def center_box(width: int, height: int) -> Box:
 
 
 def decode(data: bytes) -> torch.Tensor:
-    """RGB uint8 [3, H, W] (in HWC memory order, which torch's resize prefers); raises BadImage."""
+    """RGB uint8 [3, H, W] in HWC memory order (OpenCV reads it without a copy); raises BadImage."""
     if _decode_jpeg is not None and data[:2] == b"\xff\xd8":
         try:
             return _decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8))

@@ -5,8 +5,8 @@ sources can be mixed with weights. Training under DDP resamples shards (`resampl
 per epoch so every rank steps together; otherwise rank r of w reads every w-th shard and worker k of n every n-th of
 those, so an evaluation pass sees each sample exactly once.
 
-A shard or sample that cannot be used is skipped and counted, never fatal: webdataset's `handler=` hooks count shard
-failures, the per-sample step counts the rest. Each worker's counts since its previous batch ride inside the batch
+A shard or sample that cannot be used is skipped and counted, never fatal: the shard reader counts shard failures,
+the per-sample step counts the rest. Each worker's counts since its previous batch ride inside the batch
 ("skipped"), and `Loader` adds them up in `Loader.stats`, so they reach the caller whatever the number of workers.
 """
 
@@ -52,7 +52,7 @@ REASONS = (
     "bad_json",  # an evaluation sample's .json does not parse
     "duplicate_file",  # a sample holds the same extension twice
     "unreadable_shard",  # cannot be opened or is not a tar (missing file, failing pipe: command, garbage)
-    "truncated_shard",  # ends in the middle of a member; the samples before the cut are kept
+    "truncated_shard",  # cut short or garbled after its first member; the samples before the damage are kept
     "empty_shard",  # a readable tar without a single file
 )
 # In resampled mode a source whose shards all fail would be retried forever: stop after this many in a row.
@@ -201,7 +201,7 @@ class _ShardReader:
                 )
 
     def _member(self, name: str) -> bool:
-        self.members += 1  # a file read: from here on a failure is a truncation
+        self.members += 1  # a member's header read: from here on a failure is a truncation
         return name.lower().endswith(self.suffixes)  # members nobody reads are not kept
 
     def _duplicate(self, name: str) -> None:
