@@ -16,7 +16,16 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image, ImageDraw
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from mug.data.augment import Box, channels_last, gaussian_blur, hwc, normalize, resize_into, resized_crop
+from mug.data.augment import (
+    Box,
+    adjust_hue,
+    channels_last,
+    gaussian_blur,
+    hwc,
+    normalize,
+    resize_into,
+    resized_crop,
+)
 from mug.data.loader import REASONS, LoaderConfig, make_loader
 from mug.errors import UserError
 from mug.image import to_tensor
@@ -277,11 +286,14 @@ def test_workers_reuse_batch_memory_only_once_the_batch_is_let_go(corpus, tok, f
     assert np.array_equal(views[0], expected[0]["image"][0].numpy())  # still intact after 11 more batches
 
 
-def test_separable_blur_matches_torchvision():
+def test_blur_and_hue_match_torchvision():
     image = torch.randint(0, 256, (3, 40, 36), dtype=torch.uint8)
     for kernel, sigma in ((3, 0.1), (5, 1.0), (23, 2.0)):
         diff = gaussian_blur(image, kernel, sigma).int() - TF.gaussian_blur(image, [kernel] * 2, [sigma] * 2).int()
         assert diff.abs().max() <= 1  # rounding
+    for factor in (-0.5, -0.1, 0.03, 0.1, 0.5):
+        diff = (adjust_hue(image, factor).int() - TF.adjust_hue(image, factor).int()).abs()
+        assert diff.max() <= 1 and diff.float().mean() < 0.1
 
 
 def photo(width: int, height: int) -> Image.Image:

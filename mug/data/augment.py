@@ -20,7 +20,6 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -160,15 +159,19 @@ def normalize(images: torch.Tensor | Sequence[torch.Tensor], out: torch.Tensor |
 
 
 def gaussian_blur(image: torch.Tensor, kernel: int, sigma: float) -> torch.Tensor:
-    """torchvision's gaussian_blur (same kernel, reflect padding) as two 1-D passes: ~5x faster at kernel 23."""
-    x = torch.arange(kernel, dtype=torch.float32) - kernel // 2
-    weights = torch.exp(-0.5 * (x / sigma) ** 2)
-    weights = (weights / weights.sum()).expand(image.shape[0], 1, kernel)  # [C, 1, K]: one filter per channel
-    pad, channels = kernel // 2, image.shape[0]
-    out = image[None].float()
-    out = F.conv2d(F.pad(out, (pad, pad, 0, 0), mode="reflect"), weights[:, :, None, :], groups=channels)
-    out = F.conv2d(F.pad(out, (0, 0, pad, pad), mode="reflect"), weights[:, :, :, None], groups=channels)
-    return out[0].round_().clamp_(0, 255).to(torch.uint8)
+    """torchvision's gaussian_blur (same kernel, reflect padding; within 1 grey level) through OpenCV: 10x faster
+    than torchvision's. uint8 [3, H, W] in, channels-last out."""
+    pixels = cv2.GaussianBlur(hwc(image), (kernel, kernel), sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101)
+    return torch.from_numpy(pixels).permute(2, 0, 1)
+
+
+def adjust_hue(image: torch.Tensor, factor: float) -> torch.Tensor:
+    """torchvision's adjust_hue (the hue turned by `factor` x 360 degrees; within 1 grey level) through OpenCV's
+    float HSV: 5x faster, and ColorJitter's most expensive step. uint8 [3, H, W] in, channels-last out."""
+    hsv = cv2.cvtColor(hwc(image).astype(np.float32) * (1 / 255), cv2.COLOR_RGB2HSV)
+    hsv[..., 0] = (hsv[..., 0] + factor * 360) % 360
+    rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    return torch.from_numpy(np.rint(rgb * 255).clip(0, 255).astype(np.uint8)).permute(2, 0, 1)
 
 
 class TrainAugment:
@@ -218,7 +221,7 @@ class SimCLRAugment(TrainAugment):
                 (TF.adjust_brightness, rng.uniform(1 - brightness, 1 + brightness)),
                 (TF.adjust_contrast, rng.uniform(1 - contrast, 1 + contrast)),
                 (TF.adjust_saturation, rng.uniform(1 - saturation, 1 + saturation)),
-                (TF.adjust_hue, rng.uniform(-hue, hue)),
+                (adjust_hue, rng.uniform(-hue, hue)),
             ]
             rng.shuffle(ops)  # ColorJitter applies its four adjustments in random order
             for op, factor in ops:
