@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mug.config import ConfigError
 from mug.data.augment import BadImage, EvalTransform, SimCLRAugment, TrainAugment, channels_last, hwc, normalize
-from mug.data.buffers import BufferPool, busy_table, release_when_dropped, shared_empty
+from mug.data.buffers import BufferPool, MappedSets, busy_table, release_when_dropped, shared_empty
 from mug.data.tar import tar_samples
 from mug.data.urls import ShardError, Urls, expand_shards, reading_shard
 from mug.errors import UserError
@@ -357,6 +357,9 @@ class _WorkerStream(IterableDataset):
                 batch = self._collate(kept, images, out, skips)
                 if index is not None:
                     batch["buffers"] = (info.id, index, reused)
+                    if reused and not self.cfg.pin_memory:  # the trainer maps this set already: its index will do
+                        for name in out:
+                            del batch[name]
                 yield batch
             if len(kept) < n:
                 return
@@ -439,6 +442,7 @@ class Loader:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         self.dataset.epoch = self.epoch  # workers start with each iter(), with a copy of the dataset as it is now
         self.dataset.busy = busy = busy_table(self.cfg.num_workers) if self.cfg.num_workers else None
+        sets = MappedSets(self.cfg.batch_size)
         self.stats = stats = LoaderStats()
         # Its own generator: DataLoader draws a worker seed per iter(), which must not move the global torch RNG
         # (the trainer's masks and an exactly resumed run depend on that stream).
@@ -457,6 +461,8 @@ class Loader:
                     continue
                 if "buffers" in batch:
                     worker, index, reused = batch.pop("buffers")
+                    if not self.cfg.pin_memory:
+                        batch.update(sets.tensors(batch, worker, index))
                     release_when_dropped([batch[k] for k in INPUTS if k in batch], busy, worker, index)
                     stats.reused_buffers += reused
                 stats.batches += 1
