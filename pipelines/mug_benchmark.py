@@ -6,9 +6,10 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, Markdown, Metrics
 
-from components import evaluate_checkpoint, pretrain, rank_objectives, validate_data
+from components import rank_objectives
+from pipelines import tasks
 from pipelines.mug_pretrain import DATA, DEMO_SETTINGS, DEMO_STEPS, EVAL_DATA, TOKENIZER
-from pipelines.platform import launches_jobs, on_gpus, step
+from pipelines.platform import step
 
 OBJECTIVES = ["simclr", "mae", "clip", "mug"]
 
@@ -41,13 +42,12 @@ def mug_benchmark(
 ) -> Outputs:
     """Parameters as in mug-pretrain; `objectives` are trained one after another (parallelism 1): on a cluster
     each takes its own GPUs, and locally two at once would only share the same cores."""
-    gate = step(
-        validate_data(
-            data=data, data_revision=data_revision, tokenizer=tokenizer, thresholds=thresholds, min_side=min_side
-        )
+    gate = tasks.gate(
+        data=data, data_revision=data_revision, tokenizer=tokenizer, thresholds=thresholds, min_side=min_side
     )
     with dsl.ParallelFor(objectives, parallelism=1) as objective:
-        train = pretrain(
+        train = tasks.training(
+            gpus,
             dataset=gate.outputs["dataset"],
             objective=objective,
             preset=preset,
@@ -57,20 +57,17 @@ def mug_benchmark(
             device=device,
             wandb=wandb,
             nproc=nproc,
-            gpus=gpus,
             nodes=nodes,
             settings=settings,
         )
-        launches_jobs(on_gpus(step(train), gpus))
-        evaluation = evaluate_checkpoint(
+        evaluation = tasks.evaluation(
+            gpus,
             model=train.outputs["model"],
             data=eval_data,
             batch_size=batch_size,
             max_samples=eval_max_samples,
             device=device,
-            gpus=gpus,
         )
-        on_gpus(step(evaluation), gpus)
     ranking = step(
         rank_objectives(
             evaluations=dsl.Collected(evaluation.outputs["metrics"]),

@@ -8,8 +8,9 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, Metrics, Model
 
-from components import beats_production, evaluate_checkpoint, pretrain, register_model, validate_data
-from pipelines.platform import launches_jobs, on_gpus, step
+from components import beats_production, register_model
+from pipelines import tasks
+from pipelines.platform import step
 
 DATA = ["data/train"]
 EVAL_DATA = ["data/eval"]
@@ -56,16 +57,11 @@ def mug_pretrain(
     """`data_revision` "" records the git commit holding the data; `thresholds` {} is the shipped gate;
     `settings` any other TrainConfig field; `nproc` training processes per pod (0: one per GPU); `registry_uri`
     "" is $MUG_REGISTRY_URI or the local sqlite registry."""
-    gate = step(
-        validate_data(
-            data=data,
-            data_revision=data_revision,
-            tokenizer=tokenizer,
-            thresholds=thresholds,
-            min_side=min_side,
-        )
+    gate = tasks.gate(
+        data=data, data_revision=data_revision, tokenizer=tokenizer, thresholds=thresholds, min_side=min_side
     )
-    train = pretrain(
+    train = tasks.training(
+        gpus,
         dataset=gate.outputs["dataset"],
         objective=objective,
         preset=preset,
@@ -75,23 +71,16 @@ def mug_pretrain(
         device=device,
         wandb=wandb,
         nproc=nproc,
-        gpus=gpus,
         nodes=nodes,
         settings=settings,
     )
-    launches_jobs(on_gpus(step(train), gpus))
-    evaluation = on_gpus(
-        step(
-            evaluate_checkpoint(
-                model=train.outputs["model"],
-                data=eval_data,
-                batch_size=batch_size,
-                max_samples=eval_max_samples,
-                device=device,
-                gpus=gpus,
-            )
-        ),
+    evaluation = tasks.evaluation(
         gpus,
+        model=train.outputs["model"],
+        data=eval_data,
+        batch_size=batch_size,
+        max_samples=eval_max_samples,
+        device=device,
     )
     decision = step(
         beats_production(candidate=evaluation.outputs["metrics"], registry_uri=registry_uri, model_name=model_name)

@@ -9,16 +9,10 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, Metrics, Model
 
-from components import (
-    beats_production,
-    evaluate_checkpoint,
-    pretrain,
-    production_model,
-    register_model,
-    validate_data,
-)
+from components import beats_production, production_model, register_model
+from pipelines import tasks
 from pipelines.mug_pretrain import DATA, DEMO_SETTINGS, DEMO_STEPS, EVAL_DATA, MODEL_NAME, TOKENIZER
-from pipelines.platform import launches_jobs, on_gpus, step
+from pipelines.platform import step
 
 
 class Outputs(NamedTuple):
@@ -53,13 +47,12 @@ def mug_retrain(
 ) -> Outputs:
     """The objective and model come from the production version; `tokenizer` only feeds the gate's token-length
     check (training keeps the production model's). Other parameters as in mug-pretrain."""
-    gate = step(
-        validate_data(
-            data=data, data_revision=data_revision, tokenizer=tokenizer, thresholds=thresholds, min_side=min_side
-        )
+    gate = tasks.gate(
+        data=data, data_revision=data_revision, tokenizer=tokenizer, thresholds=thresholds, min_side=min_side
     )
     production = step(production_model(registry_uri=registry_uri, model_name=model_name))
-    train = pretrain(
+    train = tasks.training(
+        gpus,
         dataset=gate.outputs["dataset"],
         objective="",
         preset="",
@@ -69,18 +62,15 @@ def mug_retrain(
         device=device,
         wandb=wandb,
         nproc=nproc,
-        gpus=gpus,
         nodes=nodes,
         settings=settings,
         init_from=production.outputs["model"],
     )
-    launches_jobs(on_gpus(step(train), gpus))
     evaluations = {}
     for name, model in (("new", train.outputs["model"]), ("production", production.outputs["model"])):
-        evaluations[name] = evaluate_checkpoint(
-            model=model, data=eval_data, batch_size=batch_size, max_samples=eval_max_samples, device=device, gpus=gpus
+        evaluations[name] = tasks.evaluation(
+            gpus, model=model, data=eval_data, batch_size=batch_size, max_samples=eval_max_samples, device=device
         ).set_display_name(f"evaluate-{name}")
-        on_gpus(step(evaluations[name]), gpus)
     decision = step(
         beats_production(
             candidate=evaluations["new"].outputs["metrics"],
