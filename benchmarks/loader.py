@@ -3,8 +3,9 @@
 Writes img2dataset-style shards of photo-like JPEGs (quality 95) into a temp folder, then per case, in interleaved
 rounds (this machine's speed drifts by 20% from minute to minute; the best of each figure is kept), measures
 samples/s of:
-- PIL decode: `Image.open(...).convert("RGB")` of the JPEG bytes already in memory, nothing else: the baseline;
-- bare reader: the same after reading the shards with Python's `tarfile`;
+- PIL decode: `Image.open(...).convert("RGB")` of the JPEG bytes already in memory, nothing else: the baseline, in
+  a process of its own at its best (`pil_decode.py`; in this process its speed swings by up to 2x);
+- bare reader: the same after reading the shards with Python's `tarfile`, in this process (for reference);
 - the pipeline: MUG's inputs (tar reading, shuffle, decode, RandomResizedCrop + flip, tokenising, collation into
   a batch) with num_workers=0 (in-process) and 1 (one worker process), delivering uint8 images (what GPU training
   uses: they are normalised on the device) or normalised float ones (CPU training, evaluation). Steady state: the
@@ -20,6 +21,8 @@ import argparse
 import io
 import random
 import statistics
+import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -28,8 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from pil_decode import jpegs_of  # benchmarks/ is on sys.path when this file runs as a script
 
-from mug.data.augment import TrainAugment, channels_last, decode, hwc, normalize
+from mug.data.augment import TrainAugment, channels_last, decode, normalize
 from mug.data.loader import LoaderConfig, make_loader
 from mug.data.tar import tar_samples
 from mug.tokenizer import CaptionTokenizer
@@ -67,19 +71,10 @@ def write_shards(folder: Path, side: int, samples: int, per_shard: int, seed: in
     return captions
 
 
-def jpegs_of(folder: Path) -> list[bytes]:
-    out = []
-    for path in sorted(folder.glob("*.tar")):
-        with open(path, "rb") as stream:
-            out += [files["jpg"] for _, files in tar_samples(stream)]
-    return out
-
-
-def pil_rate(jpegs: list[bytes]) -> float:
-    start = time.perf_counter()
-    for data in jpegs:
-        Image.open(io.BytesIO(data)).convert("RGB")
-    return len(jpegs) / (time.perf_counter() - start)
+def fresh_pil_rate(folder: Path) -> float:
+    """`pil_decode.py` in a process of its own: the baseline at its fastest and steadiest."""
+    script = Path(__file__).with_name("pil_decode.py")
+    return float(subprocess.run([sys.executable, script, folder], capture_output=True, text=True, check=True).stdout)
 
 
 def reader_rate(folder: Path) -> float:
@@ -121,7 +116,7 @@ def per_sample_us(work, items: list) -> float:
 def breakdown(folder: Path, crop: int, batch: int, tok: CaptionTokenizer) -> dict[str, float]:
     """Microseconds per sample of each stage alone (best of 3)."""
     paths, jpegs = sorted(folder.glob("*.tar")), jpegs_of(folder)
-    images, rng = [hwc(decode(j)) for j in jpegs], random.Random(0)
+    images, rng = [decode(j) for j in jpegs], random.Random(0)
     captions = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 15))) for _ in jpegs]
     augment, row = TrainAugment(crop), np.empty((crop, crop, 3), dtype=np.uint8)
     batches = [captions[i : i + batch] for i in range(0, len(captions), batch)]
@@ -138,7 +133,7 @@ def breakdown(folder: Path, crop: int, batch: int, tok: CaptionTokenizer) -> dic
 
     stages = {
         "tar (mug.data.tar)": lambda: per_sample_us(read, paths) / (len(jpegs) / len(paths)),
-        "decode (torchvision)": lambda: per_sample_us(decode, jpegs),
+        "decode (simplejpeg)": lambda: per_sample_us(decode, jpegs),
         "crop+resize+flip": lambda: per_sample_us(crop_resize_flip, images),
         "tokenise": lambda: per_sample_us(lambda b: tok.encode(b, 32), batches) / batch,
         "normalise (float)": lambda: per_sample_us(lambda _: normalize(uint8, out=out), range(8)) / batch,
@@ -160,10 +155,9 @@ def main() -> None:
         tok = CaptionTokenizer.train(captions, vocab_size=1000, min_frequency=1)
         for side, crop in CASES:
             folder = Path(tmp, str(side))
-            jpegs = jpegs_of(folder)
             rounds = []
             for _ in range(args.rounds):
-                rates = {"pil": pil_rate(jpegs), "reader": reader_rate(folder)}
+                rates = {"pil": fresh_pil_rate(folder), "reader": reader_rate(folder)}
                 for workers, floats in PIPELINES:
                     rates[f"{workers}/{floats}"] = pipeline_rate(folder, crop, workers, floats, args.batch, tok)
                 rounds.append(rates)

@@ -17,9 +17,11 @@ from PIL import Image, ImageDraw
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from mug.data.augment import (
+    BadImage,
     Box,
     adjust_hue,
     channels_last,
+    decode,
     gaussian_blur,
     hwc,
     normalize,
@@ -303,6 +305,34 @@ def photo(width: int, height: int) -> Image.Image:
     draw.ellipse((width // 5, height // 4, width // 2, height // 2), fill=(200, 40, 40))
     draw.rectangle((width // 2, height // 2, width - 5, height - 8), fill=(30, 160, 220))
     return image
+
+
+def encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, fmt, **options)
+    return buf.getvalue()
+
+
+def test_decode_gives_pils_pixels_for_every_flavour_and_names_broken_bytes():
+    image = photo(70, 50)
+    flavours = {
+        "jpeg 4:2:0": encoded(image, "JPEG", quality=95),
+        "jpeg 4:4:4": encoded(image, "JPEG", quality=90, subsampling=0),
+        "progressive": encoded(image, "JPEG", progressive=True),
+        "grayscale": encoded(image.convert("L"), "JPEG"),
+        "cmyk": encoded(image.convert("CMYK"), "JPEG"),  # libjpeg-turbo converts it; PIL too
+        "png": encoded(image, "PNG"),
+        "webp": encoded(image, "WEBP", lossless=True),
+    }
+    for name, data in flavours.items():
+        pixels = decode(data)
+        reference = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(int)
+        assert pixels.shape == (50, 70, 3) and pixels.dtype == np.uint8, name
+        assert np.abs(pixels.astype(int) - reference).max() <= 1, name  # CMYK: rounding
+    jpeg_bytes = flavours["jpeg 4:2:0"]
+    for broken in (jpeg_bytes[: len(jpeg_bytes) // 2], b"\xff\xd8" + b"\0" * 64, b"not an image"):
+        with pytest.raises(BadImage, match="OSError|UnidentifiedImageError|SyntaxError"):
+            decode(broken)
 
 
 @pytest.mark.parametrize(("box", "size"), [((10, 6, 60, 50), 64), ((0, 0, 200, 180), 64), ((3, 5, 64, 64), 64)])
