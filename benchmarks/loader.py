@@ -33,7 +33,8 @@ import torch
 from PIL import Image
 from pil_decode import jpegs_of  # benchmarks/ is on sys.path when this file runs as a script
 
-from mug.data.augment import TrainAugment, channels_last, decode, normalize
+from mug.data.augment import TrainAugment, channels_last, normalize
+from mug.data.decode import decode
 from mug.data.loader import LoaderConfig, make_loader
 from mug.data.tar import tar_samples
 from mug.tokenizer import CaptionTokenizer

@@ -17,17 +17,16 @@ from PIL import Image, ImageDraw
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from mug.data.augment import (
-    BadImage,
     Box,
     adjust_hue,
     channels_last,
-    decode,
     gaussian_blur,
     hwc,
     normalize,
     resize_into,
     resized_crop,
 )
+from mug.data.decode import BadImage, decode
 from mug.data.loader import REASONS, LoaderConfig, make_loader
 from mug.errors import UserError
 from mug.image import to_tensor

@@ -1,17 +1,14 @@
-"""Image decoding and augmentation for the loader: encoded bytes in, uint8 [S, S, 3] rows of a batch out.
+"""Augmentation for the loader: decoded pixels in, uint8 [S, S, 3] rows of a batch out.
 
-JPEGs are decoded by simplejpeg (libjpeg-turbo straight into a numpy array: the same pixels as torchvision's
-decoder, 10-30% faster, and 2.2x / 1.2x faster than PIL at 64 / 256 px; PIL reads everything else), crops are
-resized and flipped by OpenCV (3.5x faster than torch's uint8 antialiased bicubic, 6x faster than PIL's), and
-images stay uint8 and channels-last until `normalize` turns a whole batch into ImageNet-normalised floats. Decoding
-JPEGs at reduced DCT scale was measured and dropped: at img2dataset's quality 95 entropy decoding dominates, and
-1/2 scale is no faster than full scale. Randomness comes from the `random.Random` passed in, so a seeded loader is
-deterministic.
+Crops are resized and flipped by OpenCV (3.5x faster than torch's uint8 antialiased bicubic, 6x faster than PIL's),
+and images stay uint8 and channels-last until `normalize` turns a whole batch into ImageNet-normalised floats.
+Decoding JPEGs at reduced DCT scale was measured and dropped: at img2dataset's quality 95 entropy decoding
+dominates, and 1/2 scale is no faster than full scale. Randomness comes from the `random.Random` passed in, so a
+seeded loader is deterministic.
 """
 
 from __future__ import annotations
 
-import io
 import math
 import random
 from collections.abc import Sequence
@@ -19,20 +16,15 @@ from typing import NamedTuple
 
 import cv2
 import numpy as np
-import simplejpeg
 import torch
 import torchvision.transforms.v2.functional as TF
-from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+from mug.data.decode import decode
 
 _MEAN = torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1) * 255
 _INV_STD = 1 / (torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1) * 255)
 cv2.setNumThreads(1)  # the loader's parallelism is its worker processes; OpenCV's own threads would oversubscribe
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, RuntimeError, Image.DecompressionBombError)
-
-
-class BadImage(Exception):
-    """The bytes are not an image simplejpeg or PIL can decode."""
 
 
 class Box(NamedTuple):
@@ -66,19 +58,6 @@ def center_box(width: int, height: int) -> Box:
     """The centred square: resizing it is 'resize the shorter side, then centre-crop'."""
     side = min(width, height)
     return Box((width - side) // 2, (height - side) // 2, side, side)
-
-
-def decode(data: bytes) -> np.ndarray:
-    """RGB uint8 [H, W, 3]; raises BadImage."""
-    if data[:2] == b"\xff\xd8":
-        try:
-            return simplejpeg.decode_jpeg(data, "RGB")
-        except ValueError:
-            pass  # corrupt (PIL will say why), or a JPEG flavour only PIL reads: PIL has the last word
-    try:
-        return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-    except _DECODE_ERRORS as err:
-        raise BadImage(f"{err.__class__.__name__}: {err}") from err
 
 
 def resize_into(pixels: np.ndarray, box: Box, dst: np.ndarray, flip: bool = False) -> None:

@@ -33,8 +33,9 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mug.config import ConfigError
-from mug.data.augment import BadImage, EvalTransform, SimCLRAugment, TrainAugment, channels_last, hwc, normalize
+from mug.data.augment import EvalTransform, SimCLRAugment, TrainAugment, channels_last, hwc, normalize
 from mug.data.buffers import BufferPool, MappedSets, busy_table, release_when_dropped, shared_empty
+from mug.data.decode import BadImage
 from mug.data.tar import tar_samples
 from mug.data.urls import ShardError, Urls, expand_shards, reading_shard
 from mug.errors import UserError
