@@ -7,6 +7,7 @@ import logging
 import random
 import re
 import tarfile
+import warnings
 from collections import Counter
 
 import numpy as np
@@ -332,6 +333,26 @@ def test_decode_gives_pils_pixels_for_every_flavour_and_names_broken_bytes():
     for broken in (jpeg_bytes[: len(jpeg_bytes) // 2], b"\xff\xd8" + b"\0" * 64, b"not an image"):
         with pytest.raises(BadImage, match="OSError|UnidentifiedImageError|SyntaxError"):
             decode(broken)
+
+
+def test_decode_of_damaged_files_gives_pixels_or_bad_image_never_another_error():
+    """Mutated bytes of every format PIL reads on the web: the loader must count them, not crash on them."""
+    rng = random.Random(0)
+    originals = [encoded(photo(20, 16), fmt) for fmt in ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "ICO")]
+    outcomes = Counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PIL warns about the damage it reads past
+        for _ in range(700):
+            data = bytearray(rng.choice(originals))
+            for _ in range(rng.randint(1, 4)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+            try:
+                pixels = decode(bytes(data))
+                assert pixels.ndim == 3 and pixels.shape[2] == 3 and pixels.dtype == np.uint8
+                outcomes["decoded"] += 1
+            except BadImage:
+                outcomes["bad"] += 1
+    assert outcomes["decoded"] > 100 and outcomes["bad"] > 100  # both kinds of damage occurred
 
 
 @pytest.mark.parametrize(("box", "size"), [((10, 6, 60, 50), 64), ((0, 0, 200, 180), 64), ((3, 5, 64, 64), 64)])
