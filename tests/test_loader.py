@@ -7,6 +7,7 @@ import logging
 import random
 import re
 import tarfile
+import tracemalloc
 import warnings
 from collections import Counter
 
@@ -333,6 +334,16 @@ def test_decode_gives_pils_pixels_for_every_flavour_and_names_broken_bytes():
     for broken in (jpeg_bytes[: len(jpeg_bytes) // 2], b"\xff\xd8" + b"\0" * 64, b"not an image"):
         with pytest.raises(BadImage, match="OSError|UnidentifiedImageError|SyntaxError"):
             decode(broken)
+    bomb = bytearray(jpeg_bytes)  # a header claiming 30,000 x 30,000 px: refused from the header, not decoded
+    start = bomb.index(b"\xff\xc0") + 5  # SOF0: marker, length, precision, then height and width
+    bomb[start : start + 4] = (30000).to_bytes(2, "big") * 2
+    tracemalloc.start()
+    try:
+        with pytest.raises(BadImage, match="DecompressionBombError"):
+            decode(bytes(bomb))
+        assert tracemalloc.get_traced_memory()[1] < 100 << 20  # decoding it would take 2.6 GB first
+    finally:
+        tracemalloc.stop()
 
 
 def test_decode_of_damaged_files_gives_pixels_or_bad_image_never_another_error():
