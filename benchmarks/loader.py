@@ -8,11 +8,13 @@ samples/s of:
 - bare reader: the same after reading the shards with Python's `tarfile`, in this process (for reference);
 - the pipeline: MUG's inputs (tar reading, shuffle, decode, RandomResizedCrop + flip, tokenising, collation into
   a batch) with num_workers=0 (in-process) and 1 (one worker process), delivering uint8 images (what GPU training
-  uses: they are normalised on the device) or normalised float ones (CPU training, evaluation). Steady state: the
-  first batch, which waits for process start and the shuffle buffer, is not timed.
+  uses: they are normalised on the device), normalised float ones (CPU training, evaluation), or uint8 canvases
+  and crop boxes (`crop_on_device`: the crop, resize and flip are left to the GPU). Steady state: the first batch,
+  which waits for process start and the shuffle buffer, is not timed.
 Overhead = pipeline time per sample / PIL decode time per sample - 1, taken within each round and then the median
 over rounds; samples/s are the best round's. Goal: under 15%.
-`--breakdown` also times each stage alone, per sample.
+`--breakdown` also times each stage alone, per sample, and the device's half of `crop_on_device` on this CPU
+(and on the GPU, if there is one).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +38,14 @@ from pil_decode import jpegs_of  # benchmarks/ is on sys.path when this file run
 
 from mug.data.augment import TrainAugment, channels_last, normalize
 from mug.data.decode import decode
+from mug.data.device_crop import crop_batch
 from mug.data.loader import LoaderConfig, make_loader
 from mug.data.tar import tar_samples
 from mug.tokenizer import CaptionTokenizer
 
 WORDS = "a photo of the red green blue small large dog cat car tree house on in with near grey sky road".split()
 CASES = [(64, 64), (256, 224)]  # (JPEG side, crop side): the corpus default, and img2dataset's 256 px for 224
-PIPELINES = [(0, False), (0, True), (1, False), (1, True)]  # (workers, normalised float images)
+PIPELINES = [(0, "uint8"), (0, "float"), (0, "canvas"), (1, "uint8"), (1, "float"), (1, "canvas")]  # workers, images
 
 
 def random_jpeg(rng: np.random.Generator, side: int) -> bytes:
@@ -89,10 +93,11 @@ def reader_rate(folder: Path) -> float:
     return count / (time.perf_counter() - start)
 
 
-def pipeline_rate(folder: Path, crop: int, workers: int, floats: bool, batch: int, tok: CaptionTokenizer) -> float:
+def pipeline_rate(folder: Path, crop: int, workers: int, images: str, batch: int, tok: CaptionTokenizer) -> float:
     cfg = LoaderConfig(
         urls=str(folder), batch_size=batch, image_size=crop, inputs=("image", "tokens"), context_length=32,
-        num_workers=workers, normalize=floats,
+        num_workers=workers, normalize=images == "float",
+        crop_on_device=images == "canvas", canvas_size=side_of(folder),
     )  # fmt: skip
     loader = iter(make_loader(cfg, tok, rank=0, world_size=1))
     next(loader)
@@ -139,7 +144,29 @@ def breakdown(folder: Path, crop: int, batch: int, tok: CaptionTokenizer) -> dic
         "tokenise": lambda: per_sample_us(lambda b: tok.encode(b, 32), batches) / batch,
         "normalise (float)": lambda: per_sample_us(lambda _: normalize(uint8, out=out), range(8)) / batch,
     }
+    for device in ["cpu"] + ["cuda"] * torch.cuda.is_available():
+        stages[f"crop on device ({device})"] = partial(device_crop_us, side_of(folder), crop, batch, device)
     return {name: min(stage() for _ in range(3)) for name, stage in stages.items()}
+
+
+def device_crop_us(side: int, crop: int, batch: int, device: str) -> float:
+    """`crop_batch` per sample: the device's half of `crop_on_device`, canvases already on the device."""
+    canvas = channels_last((batch, 3, side, side), torch.uint8, device).random_(0, 256)
+    rng = random.Random(0)
+    boxes = torch.tensor([[*TrainAugment(crop).boxes(side, side, rng)[0], rng.random() < 0.5] for _ in range(batch)])
+    crop_batch(canvas, boxes, crop)  # warm-up
+    sync = torch.cuda.synchronize if device == "cuda" else lambda: None
+    sync()
+    start = time.perf_counter()
+    for _ in range(5):
+        crop_batch(canvas, boxes, crop)
+    sync()
+    return (time.perf_counter() - start) / 5 / batch * 1e6
+
+
+def side_of(folder: Path) -> int:
+    """The shards' image side: the folders are named after it."""
+    return int(folder.name)
 
 
 def main() -> None:
@@ -159,8 +186,8 @@ def main() -> None:
             rounds = []
             for _ in range(args.rounds):
                 rates = {"pil": fresh_pil_rate(folder), "reader": reader_rate(folder)}
-                for workers, floats in PIPELINES:
-                    rates[f"{workers}/{floats}"] = pipeline_rate(folder, crop, workers, floats, args.batch, tok)
+                for workers, images in PIPELINES:
+                    rates[f"{workers}/{images}"] = pipeline_rate(folder, crop, workers, images, args.batch, tok)
                 rounds.append(rates)
             best = {name: max(r[name] for r in rounds) for name in rounds[0]}
 
@@ -168,9 +195,8 @@ def main() -> None:
             print(f"\n{side} px JPEGs -> {crop} px: PIL decode {pil:,.0f}/s ({1e6 / pil:.0f} us), "
                   f"bare tarfile reader + PIL {best['reader']:,.0f}/s ({overhead(rounds, 'reader'):+.0%})")  # fmt: skip
             print(f"{'workers':>8} {'images':>7} {'samples/s':>10} {'us/sample':>10} {'overhead':>9}")
-            for workers, floats in PIPELINES:
-                name = f"{workers}/{floats}"
-                images = "float" if floats else "uint8"
+            for workers, images in PIPELINES:
+                name = f"{workers}/{images}"
                 rate, extra = best[name], overhead(rounds, name)
                 print(f"{workers:>8} {images:>7} {rate:>10,.0f} {1e6 / rate:>10.0f} {extra:>+9.0%}")
             if args.breakdown:

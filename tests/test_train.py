@@ -350,9 +350,21 @@ def test_uint8_batches_are_normalised_where_they_land():
     """Off CPU the loader hands over uint8 images (a quarter of the bytes to move); the step normalises them."""
     images = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
     batch = {"key": ["a", "b"], "image": images, "tokens": torch.ones(2, 5, dtype=torch.long)}
-    moved = _to_device(batch, ("image", "tokens"), torch.device("cpu"))
+    moved = _to_device(batch, ("image", "tokens"), torch.device("cpu"), 8)
     assert set(moved) == {"image", "tokens"} and moved["image"].dtype == torch.float32
     torch.testing.assert_close(moved["image"], normalize(images))
     assert moved["tokens"] is batch["tokens"]  # already where it belongs: not copied
     floats = normalize(images)
-    assert _to_device({"image": floats}, ("image",), torch.device("cpu"))["image"] is floats
+    assert _to_device({"image": floats}, ("image",), torch.device("cpu"), 8)["image"] is floats
+
+
+def test_cropping_on_the_device_trains_like_cropping_in_the_workers(shards, tmp_path):
+    """`crop_on_device` draws the same boxes and flips and gives pixels within a grey level, so a run follows the
+    same losses; SimCLR's augmentations cannot move and are refused by name."""
+    common = micro_settings(data=[shards], steps=4, shuffle_buffer=16, base_lr=1e-3, num_workers=1)
+    workers = train(load_train_config(overrides=common | {"out": str(tmp_path / "workers")}))
+    device = train(load_train_config(overrides=common | {"out": str(tmp_path / "device"), "crop_on_device": True}))
+    for name, value in workers.final_losses.items():
+        assert device.final_losses[name] == pytest.approx(value, rel=1e-4), name
+    with pytest.raises(ConfigError, match="crop_on_device: SimCLR"):
+        load_train_config(overrides=micro_settings("simclr", data=[shards], crop_on_device=True)).validate()

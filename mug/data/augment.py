@@ -145,8 +145,11 @@ class TrainAugment:
     def boxes(self, width: int, height: int, rng: random.Random) -> list[Box]:
         return [random_resized_box(width, height, self.scale, rng) for _ in range(self.views)]
 
+    def flip(self, rng: random.Random) -> bool:
+        return rng.random() < 0.5
+
     def view(self, pixels: np.ndarray, box: Box, rng: random.Random, out: np.ndarray) -> None:
-        resize_into(pixels, box, out, flip=rng.random() < 0.5)
+        resize_into(pixels, box, out, flip=self.flip(rng))
 
     def __call__(self, data: bytes, rng: random.Random, out: Sequence[np.ndarray]) -> None:
         """Decode `data` and write its `views` uint8 views into `out` ([size, size, 3] arrays: rows of the
@@ -173,7 +176,7 @@ class SimCLRAugment(TrainAugment):
 
     def view(self, pixels: np.ndarray, box: Box, rng: random.Random, out: np.ndarray) -> None:
         crop = np.empty_like(out)
-        resize_into(pixels, box, crop, flip=rng.random() < 0.5)
+        resize_into(pixels, box, crop, flip=self.flip(rng))
         view = torch.from_numpy(crop).permute(2, 0, 1)
         if rng.random() < 0.8:
             brightness, contrast, saturation, hue = self.jitter
@@ -199,5 +202,37 @@ class EvalTransform(TrainAugment):
     def boxes(self, width: int, height: int, rng: random.Random) -> list[Box]:
         return [center_box(width, height)]
 
-    def view(self, pixels: np.ndarray, box: Box, rng: random.Random, out: np.ndarray) -> None:
-        resize_into(pixels, box, out)
+    def flip(self, rng: random.Random) -> bool:
+        return False
+
+
+def fit_into(pixels: np.ndarray, canvas: np.ndarray) -> np.ndarray:
+    """`pixels` in the top-left corner of uint8 `canvas` [H, W, 3], shrunk to fit (pixel-area averaging, aspect
+    kept) where larger: the view of `canvas` they fill. Pixels decoded into `canvas` already stay where they are."""
+    if np.shares_memory(pixels, canvas):
+        return pixels
+    height, width = pixels.shape[:2]
+    scale = min(1.0, canvas.shape[0] / height, canvas.shape[1] / width)
+    placed = canvas[: max(1, round(height * scale)), : max(1, round(width * scale))]
+    if scale < 1:
+        cv2.resize(pixels, placed.shape[1::-1], dst=placed, interpolation=cv2.INTER_AREA)
+    else:
+        np.copyto(placed, pixels)
+    return placed
+
+
+class DeferredCrop:
+    """The worker's half of cropping on the device (`LoaderConfig.crop_on_device`): decode the image whole into
+    its canvas row and draw its box and flip by `augment`'s rules, with the same random draws as cropping here;
+    `mug.data.device_crop.crop_batch` does the rest on the batch."""
+
+    views = 1
+
+    def __init__(self, augment: TrainAugment):
+        self.augment = augment
+
+    def __call__(self, data: bytes, rng: random.Random, out: Sequence[np.ndarray]) -> list[float]:
+        """Decode `data` into `out[0]` (a canvas row); returns [left, top, width, height, flip]; raises BadImage."""
+        placed = fit_into(decode(data, into=out[0]), out[0])
+        box = self.augment.boxes(placed.shape[1], placed.shape[0], rng)[0]
+        return [*box, float(self.augment.flip(rng))]

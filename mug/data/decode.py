@@ -21,20 +21,23 @@ class BadImage(Exception):
     """The bytes are not an image simplejpeg or PIL can decode."""
 
 
-def _decode_jpeg(data: bytes) -> np.ndarray:
+def _decode_jpeg(data: bytes, into: np.ndarray | None) -> np.ndarray:
     """simplejpeg, within PIL's decompression-bomb limit: a corrupt header claiming 30,000 x 30,000 px cost
     simplejpeg 6 s and 2.6 GB before it failed; PIL refuses such an image from its header alone."""
     height, width, _, _ = simplejpeg.decode_jpeg_header(data)
     if height * width > (Image.MAX_IMAGE_PIXELS or float("inf")):
         raise ValueError("more pixels than PIL's decompression-bomb limit")
-    return simplejpeg.decode_jpeg(data, "RGB")
+    fits = into is not None and width == into.shape[1] and height <= into.shape[0]
+    return simplejpeg.decode_jpeg(data, "RGB", buffer=into if fits else None)
 
 
-def decode(data: bytes) -> np.ndarray:
-    """RGB uint8 [H, W, 3]; raises BadImage naming what went wrong."""
+def decode(data: bytes, into: np.ndarray | None = None) -> np.ndarray:
+    """RGB uint8 [H, W, 3]; raises BadImage naming what went wrong. A JPEG as wide as `into` (contiguous uint8
+    [H', W, 3]) and no taller is decoded straight into its top rows, saving a copy: the result is then a view of
+    `into`. Anything else comes back in memory of its own."""
     if data[:2] == b"\xff\xd8":
         try:
-            return _decode_jpeg(data)
+            return _decode_jpeg(data, into)
         except ValueError:
             pass  # corrupt, too large, or a JPEG flavour only PIL reads
     try:

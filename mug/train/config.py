@@ -23,6 +23,9 @@ class TrainConfig:
     for a retraining run; the optimiser and the schedule start afresh.
     `epoch_samples` fixes how many samples an epoch holds over all ranks (needed under DDP so ranks step
     together; None reads the shards once per epoch on a single process).
+    `crop_on_device`: the loader workers only decode, into canvases `canvas_size` px square (None: 256 or the
+    model's input size if larger), and the GPU crops, resizes and flips (`mug.data.device_crop`): a worker feeds 20%
+    more images per second at 224 px. For GPUs short of CPU cores; on a CPU it costs more than it saves.
     """
 
     data: list[str] = field(default_factory=list)
@@ -48,6 +51,8 @@ class TrainConfig:
     num_workers: int = 2
     shuffle_buffer: int = 1000
     epoch_samples: int | None = None
+    crop_on_device: bool = False
+    canvas_size: int | None = None
     ckpt_every: int = 500
     keep_last: int = 2
     log_every: int = 10
@@ -76,8 +81,13 @@ class TrainConfig:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.wandb not in WANDB_MODES:
             raise ConfigError(f"wandb must be one of {', '.join(WANDB_MODES)}, got {self.wandb!r}")
-        if self.epoch_samples is not None and self.epoch_samples < 1:
-            raise ConfigError(f"epoch_samples must be a positive integer, got {self.epoch_samples!r}")
+        for name in ("epoch_samples", "canvas_size"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.crop_on_device and self.objective == "simclr":
+            raise ConfigError("crop_on_device: SimCLR's colour jitter, grayscale and blur run in the loader workers; "
+                              "set crop_on_device to false")  # fmt: skip
         if self.init_from is not None and not (Path(self.init_from) / "config.json").is_file():
             raise ConfigError(f"init_from: {self.init_from} is not a checkpoint directory (no config.json)")
         self.model_config()  # an unknown preset or a bad model override is named now, not after data loading
