@@ -34,8 +34,10 @@ def _bicubic_weights(start: torch.Tensor, length: torch.Tensor, size: int, exten
     taps = left.unsqueeze(2) + torch.arange(-1, 3, device=start.device, dtype=scale.dtype)  # [B, size, 4]
     weights = _cubic(taps - centre.unsqueeze(2))
     inside = taps.clamp(min=0).minimum((length - 1).view(-1, 1, 1))  # the crop's edge pixels repeat beyond it
-    index = (inside + start.view(-1, 1, 1)).long()
-    return torch.zeros(len(start), size, extent, device=start.device).scatter_add_(2, index, weights)
+    index = (inside + start.view(-1, 1, 1)).unsqueeze(3)  # [B, size, 4, 1]
+    pixel = torch.arange(extent, device=start.device, dtype=scale.dtype)
+    # Taps repeated at an edge add up in a fixed order (scatter_add_ on a GPU would not): same pixels every run.
+    return (weights.unsqueeze(3) * (index == pixel)).sum(2)
 
 
 def _area_weights(start: torch.Tensor, length: torch.Tensor, size: int, extent: int) -> torch.Tensor:
