@@ -24,8 +24,8 @@ class TrainConfig:
     `epoch_samples` fixes how many samples an epoch holds over all ranks (needed under DDP so ranks step
     together; None reads the shards once per epoch on a single process).
     `crop_on_device`: the loader workers only decode, into canvases `canvas_size` px square (None: 256 or the
-    model's input size if larger), and the GPU crops, resizes and flips (`mug.data.device_crop`): a worker feeds a quarter
-    more images per second at 224 px. For GPUs short of CPU cores; on a CPU it costs more than it saves.
+    model's input size if larger), and the GPU crops, resizes and flips (`mug.data.device_crop`): a worker feeds
+    a quarter more images per second at 224 px. For GPUs short of CPU cores; on a CPU it costs more than it saves.
     """
 
     data: list[str] = field(default_factory=list)
