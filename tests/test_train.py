@@ -259,6 +259,7 @@ def test_kubernetes_dry_run_renders_the_same_training_command(shards):
         "--queue",
         "research",
         "--dryrun",
+        "--crop-on-device",
         *micro_argv(settings),
     ]
     import contextlib
@@ -270,6 +271,7 @@ def test_kubernetes_dry_run_renders_the_same_training_command(shards):
     rendered = buffer.getvalue()
     assert "ghcr.io/acme/mug:0.1.0" in rendered and "research" in rendered and "nvidia.com/gpu" in rendered
     assert "mug.cli" in rendered and "pretrain" in rendered and '"mae"' in rendered
+    assert "crop_on_device=true" in rendered  # the flag reaches the pods' command line
 
 
 def test_wandb_offline_run_records_the_losses_and_sample_images(shards, tmp_path, monkeypatch):

@@ -59,6 +59,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument(flag, type=kind, help=f"{text} (default: {default})")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     p.add_argument(
+        "--crop-on-device",
+        action="store_true",
+        default=None,
+        help="loader workers only decode; the GPU crops, resizes and flips (a quarter more images/s per worker at "
+        "224 px; not for simclr). --set canvas_size=N if the shards' images are larger than 256 px",
+    )
+    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -103,7 +110,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     from mug.train.config import load_train_config
 
     overrides = parse_overrides(args.set)
-    for name in ["data", "out", "compile"] + [flag[2:].replace("-", "_") for flag, _, _ in _FIELDS]:
+    for name in ["data", "out", "compile", "crop_on_device"] + [flag[2:].replace("-", "_") for flag, _, _ in _FIELDS]:
         value = getattr(args, name)
         if value is not None:
             overrides[name] = value
