@@ -24,6 +24,7 @@ from mug.data.decode import decode
 
 _MEAN = torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1) * 255
 _INV_STD = 1 / (torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1) * 255)
+AREA_BEYOND = 1.5  # crops shrinking by more than this are averaged over pixel areas: bicubic would alias
 cv2.setNumThreads(1)  # the loader's parallelism is its worker processes; OpenCV's own threads would oversubscribe
 
 
@@ -68,7 +69,7 @@ def resize_into(pixels: np.ndarray, box: Box, dst: np.ndarray, flip: bool = Fals
     size = dst.shape[0]
     crop = pixels[box.top : box.top + box.height, box.left : box.left + box.width]
     if crop.shape[:2] != (size, size):
-        shrink = max(box.width, box.height) > 1.5 * size
+        shrink = max(box.width, box.height) > AREA_BEYOND * size
         cv2.resize(crop, (size, size), dst=dst, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
         crop = dst
     if flip:
@@ -225,8 +226,6 @@ class DeferredCrop:
     """The worker's half of cropping on the device (`LoaderConfig.crop_on_device`): decode the image whole into
     its canvas row and draw its box and flip by `augment`'s rules, with the same random draws as cropping here;
     `mug.data.device_crop.crop_batch` does the rest on the batch."""
-
-    views = 1
 
     def __init__(self, augment: TrainAugment):
         self.augment = augment

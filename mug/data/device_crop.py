@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from mug.data.augment import normalize
+from mug.data.augment import AREA_BEYOND, normalize
 
 _A = -0.75  # the bicubic kernel's parameter in OpenCV, which the CPU path uses (PIL's is -0.5)
-AREA_BEYOND = 1.5  # crops shrinking by more than this are averaged over pixel areas, as `resize_into` does
 
 
 def _cubic(x: torch.Tensor) -> torch.Tensor:
