@@ -13,12 +13,16 @@ def beats_production(
     model_name: str,
     production: Input[Metrics] = None,
 ) -> bool:
-    """True when the candidate's transfer score is strictly higher than production's: `production`'s metrics
-    when given (both measured on the same eval data), else the score the registry holds; True without one."""
-    from mug.steps import decide_promotion
+    """True when the model gate promotes the candidate: its transfer score is above the random-init floor and
+    beats production's beyond the noise, paired image by image with `production`'s evaluation when given (both
+    on the same eval data), else with the evaluation the registry kept; above the floor is enough without one."""
+    from mug.steps import decide_promotion, evidence
 
     verdict, reason = decide_promotion(
-        candidate.metadata, registry_uri, model_name, production.metadata if production is not None else None
+        evidence(candidate.metadata, candidate.path),
+        registry_uri,
+        model_name,
+        evidence(production.metadata, production.path) if production is not None else None,
     )
     print(f"{'register' if verdict else 'do not register'}: {reason}")
     return verdict

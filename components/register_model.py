@@ -16,9 +16,9 @@ def register_model(
     registration: Output[Artifact],
     baseline: Input[Metrics] = None,
 ):
-    """Register the checkpoint with its eval metrics and lineage (data md5/revision, code version, the run that
-    made it); the registry moves `candidate` to it, and `production` if it scores higher than production (than
-    `baseline`, production's metrics on the same eval data, when given)."""
+    """Register the checkpoint with its evaluation (metrics and per-image outcomes) and lineage (data md5/revision,
+    code version, the run that made it); the registry moves `candidate` to it, and `production` if the model gate
+    says it beats production (`baseline`, production's evaluation on the same eval data, when given)."""
     from mug.steps import register
 
     result = register(
@@ -28,7 +28,9 @@ def register_model(
         pipeline_run,
         model_name,
         registry_uri,
-        baseline.metadata if baseline is not None else None,
+        metrics_dir=metrics.path,
+        baseline=baseline.metadata if baseline is not None else None,
+        baseline_dir=baseline.path if baseline is not None else None,
     )
     registration.uri = result.model_uri
     registration.metadata.update(

@@ -3,7 +3,9 @@
 A registration records a checkpoint (weights, config, tokenizer, history) and a MODEL_CARD.md as the artifacts of an
 MLflow run (which also holds the metrics and lineage, so `mlflow ui --backend-store-uri sqlite:///runs/registry/
 mlflow.db` shows them), then creates a model version from that run. `candidate` always moves to the new version;
-`production` only when its score is strictly better than production's, so a worse model never goes live.
+`production` only when the model gate (`mug.promotion`) says the new one is better beyond the noise: above its
+random-init floor and ahead of production on the same held-out images (a paired bootstrap over the per-image
+outcomes stored with each version), so neither a worse model nor a lucky seed goes live.
 
 For a sqlite registry every operation holds an exclusive lock on a `.lock` file next to the database: two processes
 registering at once then get distinct versions, the read-compare-move of `production` cannot interleave, and MLflow's
@@ -28,6 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mug.errors import UserError
+from mug.evaluation.significance import OUTCOMES, Outcomes, read_outcomes, write_outcomes
+from mug.promotion import SCORE, Decision, Evidence, decide
 
 DEFAULT_MODEL_NAME = "mug-encoder"
 CANDIDATE, PRODUCTION = "candidate", "production"
@@ -131,20 +135,18 @@ def _aliases_by_version(client, name: str) -> dict[int, list[str]] | None:
     return by_version
 
 
-def _production(client, name: str, score_key: str) -> tuple[int, float] | None:
+def _production(client, name: str) -> tuple[int, float] | None:
     versions = [v for v, aliases in (_aliases_by_version(client, name) or {}).items() if PRODUCTION in aliases]
     if not versions:
         return None
-    return versions[0], _score(client.get_model_version(name, str(versions[0])).tags.get(score_key))
+    return versions[0], _score(client.get_model_version(name, str(versions[0])).tags.get(SCORE))
 
 
-def production_score(
-    name: str = DEFAULT_MODEL_NAME, uri: str | None = None, score_key: str = "transfer/score"
-) -> tuple[int, float] | None:
+def production_score(name: str = DEFAULT_MODEL_NAME, uri: str | None = None) -> tuple[int, float] | None:
     """(version, score) of the version holding `production` (score NaN if it has none), or None if none does."""
     try:
         with _open(uri) as client:
-            return _production(client, name, score_key)
+            return _production(client, name)
     except NoRegistry:
         return None
 
@@ -161,42 +163,60 @@ def _read_metadata(checkpoint: Path) -> dict:
         raise UserError(f"checkpoint {checkpoint}: config.json is not a checkpoint config ({err})") from err
 
 
-def promotion(score: float, production: tuple[int, float] | None, key: str = "transfer/score") -> tuple[bool, str]:
-    """Whether a model scoring `score` takes `production` ((version, score) of the model there; None when there
-    is none), and why in one sentence. Strictly better only: a tie keeps the model already in production."""
-    if math.isnan(score):
-        stays = f"production stays on v{production[0]}" if production else "there is no production version yet"
-        return False, f"{key} is missing or NaN, so it is candidate only; {stays}"
-    if production is None:
-        return True, f"{key} {score:.4f} and no production version yet: it becomes production"
-    version, best = production
-    if math.isnan(best):
-        return False, f"production v{version} has no {key} to compare with, so it stays (promote by hand to replace it)"
-    if score > best:
-        return True, f"{key} {score:.4f} beats production v{version} ({best:.4f}): production moves to it"
-    return False, f"{key} {score:.4f} does not beat production v{version} ({best:.4f}): production stays"
-
-
 def _files(checkpoint: Path) -> list[Path]:
     return [checkpoint / f for f in REQUIRED_FILES + OPTIONAL_FILES if (checkpoint / f).is_file()]
 
 
+def _transfer_rows(metrics: dict[str, float]) -> list[str]:
+    """Per task with a CLS probe: accuracy with its interval, the random-init floor, and the lift over it."""
+    rows = []
+    headline = [k for k in metrics if k.startswith("probe_cls/") or k == "digits/probe_cls"]
+    for name in sorted(k for k in headline if not k.endswith(("_low", "_high"))):
+        acc, low, high = (metrics.get(name + end, math.nan) for end in ("", "_low", "_high"))
+        lift, lift_low, lift_high = (metrics.get(f"lift/{name}{end}", math.nan) for end in ("", "_low", "_high"))
+        floor = metrics.get(f"floor/{name}", math.nan)
+        interval = f"{lift:+.3f} [{lift_low:+.3f}, {lift_high:+.3f}]"
+        rows.append(f"| {name} | {acc:.3f} [{low:.3f}, {high:.3f}] | {floor:.3f} | {interval} |")
+    return rows
+
+
+def _is_detail(key: str) -> bool:
+    """Figures the transfer table already shows (intervals, floors, lifts), left out of the plain metric list."""
+    return key.startswith(("floor/", "lift/")) or key.endswith(("_low", "_high"))
+
+
 def model_card(
-    name: str, metadata: dict, metrics: dict[str, float], lineage: dict[str, str], score_key: str, files: list[str]
+    name: str, metadata: dict, metrics: dict[str, float], lineage: dict[str, str], decision: Decision, files: list[str]
 ) -> str:
-    """MODEL_CARD.md: what the model is, how good it is and where it came from, readable without MLflow."""
+    """MODEL_CARD.md: what the model is, how good it is, what the gate decided and where it came from, readable
+    without MLflow."""
     train = metadata.get("train", {})
     what = f"A `{train.get('objective', '?')}` encoder, preset `{train.get('preset', '?')}`"
     steps = metadata.get("step", train.get("steps"))
-    rows = [f"| **{score_key}** | **{metrics[score_key]:.4f}** |"] if score_key in metrics else []
-    rows += [f"| {key} | {value:.4f} |" for key, value in sorted(metrics.items()) if key != score_key]
+    score = [metrics.get(SCORE + end, math.nan) for end in ("", "_low", "_high")]
+    rows = [
+        f"| {key} | {value:.4f} |" for key, value in sorted(metrics.items()) if not _is_detail(key) and key != SCORE
+    ]
     return "\n".join(
         [
             f"# {name}",
             "",
             f"{what}, trained for {steps} steps; registered {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
             "",
-            f"## Metrics (compared by {score_key}, higher is better)",
+            f"## Transfer: **{SCORE} {score[0]:.4f}** [{score[1]:.4f}, {score[2]:.4f}] (95% interval)",
+            "",
+            "The share of the headroom above the random-init floor that pre-training closed, pooled over the CLS",
+            "linear probes: 0 is the same architecture at random initialisation, 1 every task solved.",
+            "",
+            "| task | accuracy [95% interval] | floor | lift [95% interval] |",
+            "|---|---|---|---|",
+            *_transfer_rows(metrics),
+            "",
+            "## Promotion",
+            "",
+            decision.reason + ".",
+            "",
+            "## Metrics",
             "",
             "| metric | value |",
             "|---|---|",
@@ -222,12 +242,13 @@ def register_model(
     lineage: dict[str, str],
     name: str = DEFAULT_MODEL_NAME,
     uri: str | None = None,
-    score_key: str = "transfer/score",
-    baseline: float | None = None,
+    outcomes: Outcomes | None = None,
+    baseline: Evidence | None = None,
 ) -> Registration:
-    """Record `checkpoint_dir` as a new version of `name`, move `candidate` to it and `production` if it is better:
-    than `baseline`, production's score measured next to this model on the same eval data (a retraining run),
-    else than the score stored with production.
+    """Record `checkpoint_dir` as a new version of `name` with its eval `metrics` and per-image `outcomes`, move
+    `candidate` to it, and `production` if the model gate (`mug.promotion.decide`) says it is better than
+    production: than `baseline` (production evaluated next to this model on the same eval data, in a retraining
+    run) when given, else than the evaluation stored with production.
 
     The lineage keys (data revision/md5, pipeline run, ...) are the caller's; the checkpoint's code_version is added
     when the caller gives none. A failure after the version was created deletes it again, so no half-recorded
@@ -237,30 +258,34 @@ def register_model(
     metadata = _read_metadata(checkpoint)
     metrics = {key: float(value) for key, value in metrics.items()}
     lineage = {"code_version": str(metadata.get("code_version", "unknown"))} | {k: str(v) for k, v in lineage.items()}
-    score = _score(metrics.get(score_key))
-    card = model_card(name, metadata, metrics, lineage, score_key, [path.name for path in _files(checkpoint)])
+    candidate = Evidence(metrics, outcomes)
     with _open(uri, create=True) as client, tempfile.TemporaryDirectory() as tmp:
-        run_id = _log_run(client, name, checkpoint, metadata, metrics, lineage, card, Path(tmp), _artifact_root(uri))
+        _ensure_model(client, name)
+        production = _production(client, name)
+        incumbent = None
+        if production is not None:
+            incumbent = (production[0], baseline or _evidence(client, name, production[0], Path(tmp)))
+        decision = decide(candidate, incumbent)
+        card = model_card(name, metadata, metrics, lineage, decision, [p.name for p in _files(checkpoint)])
+        run_id = _log_run(
+            client, name, checkpoint, metadata, metrics, lineage, card, outcomes, Path(tmp), _artifact_root(uri)
+        )
         version = None
         try:
-            _ensure_model(client, name)
-            production = _production(client, name, score_key)
-            if production is not None and baseline is not None:
-                production = (production[0], _score(baseline))
-            promoted, reason = promotion(score, production, score_key)
+            gate = {f"gate.{k}": repr(v) for k, v in decision.figures.items()}
             tags = {LINEAGE_PREFIX + k: v for k, v in lineage.items()} | {k: repr(v) for k, v in metrics.items()}
             version = int(
                 client.create_model_version(
                     name,
                     f"runs:/{run_id}/{ARTIFACT_PATH}",
                     run_id,
-                    tags=tags | {"decision": reason},
+                    tags=tags | gate | {"decision": decision.reason},
                     description=card,
                     await_creation_for=0,
                 ).version
             )
             client.set_tag(run_id, "mlflow.runName", f"{name} v{version}")
-            aliases = [CANDIDATE] + ([PRODUCTION] if promoted else [])
+            aliases = [CANDIDATE] + ([PRODUCTION] if decision.promote else [])
             for alias in aliases:  # production last: a failure before it leaves production where it was
                 client.set_registered_model_alias(name, alias, str(version))
         except BaseException:
@@ -273,13 +298,36 @@ def register_model(
         name=name,
         version=version,
         aliases=aliases,
-        promoted=promoted,
-        reason=reason,
-        score=score,
+        promoted=decision.promote,
+        reason=decision.reason,
+        score=_score(metrics.get(SCORE)),
         production_version=production[0] if production else None,
         production_score=production[1] if production else None,
         model_uri=f"models:/{name}/{version}",
     )
+
+
+def _evidence(client, name: str, version: int, tmp: Path) -> Evidence:
+    """What the registry kept of a version's evaluation: its metrics (tags) and per-image outcomes, if stored."""
+    from mlflow.exceptions import MlflowException
+
+    stored = client.get_model_version(name, str(version))
+    metrics = {k: v for k, v in ((k, _score(v)) for k, v in stored.tags.items()) if not math.isnan(v)}
+    try:
+        path = client.download_artifacts(stored.run_id, f"{ARTIFACT_PATH}/{OUTCOMES}", str(tmp))
+    except (MlflowException, OSError):
+        return Evidence(metrics)  # registered before outcomes were kept: the gate falls back to intervals
+    return Evidence(metrics, read_outcomes(path))
+
+
+def production_evidence(name: str = DEFAULT_MODEL_NAME, uri: str | None = None) -> tuple[int, Evidence] | None:
+    """(version, evidence) of the version holding `production`, or None if none does."""
+    try:
+        with _open(uri) as client, tempfile.TemporaryDirectory() as tmp:
+            production = _production(client, name)
+            return None if production is None else (production[0], _evidence(client, name, production[0], Path(tmp)))
+    except NoRegistry:
+        return None
 
 
 def _artifact_root(uri: str | None) -> str | None:
@@ -288,7 +336,9 @@ def _artifact_root(uri: str | None) -> str | None:
     return (db.parent / "artifacts").resolve().as_uri() if db is not None else None
 
 
-def _log_run(client, name, checkpoint: Path, metadata, metrics, lineage, card: str, tmp: Path, root) -> str:
+def _log_run(
+    client, name, checkpoint: Path, metadata, metrics, lineage, card: str, outcomes: Outcomes | None, tmp: Path, root
+) -> str:
     """An MLflow run (in an experiment named after the model) holding the files, metrics and params: its id."""
     from mlflow.entities import Metric, Param
 
@@ -306,7 +356,11 @@ def _log_run(client, name, checkpoint: Path, metadata, metrics, lineage, card: s
             params=[Param(key, str(value)) for key, value in params.items() if value is not None],
         )
         (tmp / CARD).write_text(card)
-        for path in _files(checkpoint) + [tmp / CARD]:
+        extra = [tmp / CARD]
+        if outcomes:
+            write_outcomes(outcomes, tmp / OUTCOMES)
+            extra.append(tmp / OUTCOMES)
+        for path in _files(checkpoint) + extra:
             client.log_artifact(run_id, str(path), ARTIFACT_PATH)
     except BaseException:
         client.set_terminated(run_id, "FAILED")
@@ -324,9 +378,7 @@ def _ensure_model(client, name: str) -> None:
             raise
 
 
-def list_versions(
-    name: str = DEFAULT_MODEL_NAME, uri: str | None = None, score_key: str = "transfer/score"
-) -> list[VersionInfo]:
+def list_versions(name: str = DEFAULT_MODEL_NAME, uri: str | None = None) -> list[VersionInfo]:
     """Every version of `name`, newest first."""
     with _open(uri) as client:
         aliases = _aliases_by_version(client, name)
@@ -338,7 +390,7 @@ def list_versions(
             VersionInfo(
                 version=int(v.version),
                 aliases=aliases.get(int(v.version), []),
-                score=_score(v.tags.get(score_key)),
+                score=_score(v.tags.get(SCORE)),
                 created=datetime.fromtimestamp(v.creation_timestamp / 1000, UTC),
                 run_id=v.run_id,
                 tags=dict(v.tags),

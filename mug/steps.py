@@ -4,14 +4,16 @@ and values and copies what it returns into its artifacts' metadata, so a step ru
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mug.errors import UserError
+
+if TYPE_CHECKING:
+    from mug.promotion import Evidence
 
 SHARDS = "shards.json"  # in a validated dataset's folder: the exact shard list and its lineage
 METRICS, CONFUSION, REPORT = "metrics.json", "confusion.json", "report.html"
@@ -212,6 +214,15 @@ def numbers(metadata: dict[str, Any]) -> dict[str, float]:
     return {k: v for k, v in metadata.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
+def evidence(metrics: dict[str, Any], folder: str | Path | None = None) -> Evidence:
+    """What the model gate weighs for one evaluation: its metrics (an artifact's numeric metadata) and the
+    per-image outcomes written beside them in `folder` (the Metrics artifact's path), when there."""
+    from mug.evaluation.significance import OUTCOMES, read_outcomes
+    from mug.promotion import Evidence
+
+    return Evidence(numbers(metrics), read_outcomes(Path(folder) / OUTCOMES) if folder is not None else None)
+
+
 def register(
     model_dir: str | Path,
     metrics: dict[str, Any],
@@ -219,38 +230,43 @@ def register(
     pipeline_run: str,
     model_name: str,
     registry_uri: str | None = None,
+    metrics_dir: str | Path | None = None,
     baseline: dict[str, Any] | None = None,
+    baseline_dir: str | Path | None = None,
 ):
-    """Register the checkpoint with its eval `metrics` and the lineage its Model artifact carries (data md5 and
-    revision, code version, the run that made it); `baseline` is production's metrics on the same eval data,
-    when the pipeline measured them. Returns the registry's `Registration`."""
-    from mug.evaluation.evaluate import TRANSFER_SCORE
+    """Register the checkpoint with its eval `metrics` (and the outcomes in `metrics_dir`) and the lineage its
+    Model artifact carries (data md5 and revision, code version, the run that made it); `baseline` (and
+    `baseline_dir`) is production's evaluation on the same eval data, when the pipeline measured it. Returns the
+    registry's `Registration`."""
     from mug.registry import register_model
 
     lineage = {key: str(model_metadata[key]) for key in LINEAGE_KEYS if model_metadata.get(key) not in (None, "")}
-    reference = baseline.get(TRANSFER_SCORE) if baseline is not None else None
+    candidate = evidence(metrics, metrics_dir)
     return register_model(
         model_dir,
-        numbers(metrics),
+        candidate.metrics,
         lineage | {"pipeline_run": pipeline_run},
         model_name,
         registry_uri or None,
-        baseline=reference,
+        outcomes=candidate.outcomes,
+        baseline=evidence(baseline, baseline_dir) if baseline is not None else None,
     )
 
 
 def decide_promotion(
-    candidate: dict[str, float], registry_uri: str | None, model_name: str, baseline: dict[str, float] | None = None
+    candidate: Evidence, registry_uri: str | None, model_name: str, baseline: Evidence | None = None
 ) -> tuple[bool, str]:
-    """The test a pipeline branches on, with its reason: does the candidate's transfer score beat production's?
-    Production's is `baseline`'s (production evaluated on the same eval data) when given, else the registry's."""
-    from mug.evaluation.evaluate import TRANSFER_SCORE
-    from mug.registry import production_score, promotion
+    """The test a pipeline branches on, with its reason: the model gate (`mug.promotion.decide`) on the
+    candidate's `evidence` against production's: `baseline`'s (production evaluated on the same eval data) when
+    given, else what the registry kept of production's evaluation."""
+    from mug.promotion import decide
+    from mug.registry import production_evidence
 
-    production = production_score(model_name, registry_uri or None)
+    production = production_evidence(model_name, registry_uri or None)
     if production is not None and baseline is not None:
-        production = (production[0], float(baseline.get(TRANSFER_SCORE, math.nan)))
-    return promotion(float(candidate.get(TRANSFER_SCORE, math.nan)), production)
+        production = (production[0], baseline)
+    decision = decide(candidate, production)
+    return decision.promote, decision.reason
 
 
 def fetch_production(dst: str | Path, name: str, uri: str | None = None) -> tuple[Path, int, float]:

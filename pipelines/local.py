@@ -16,7 +16,7 @@ from typing import Any
 
 from mug.errors import UserError
 
-_HEADLINE_PROBES = ("probe_cls/shape", "probe_cls/colour", "probe_cls/size", "digits/probe_cls")
+_HEADLINE_PROBES = ("probe_cls/shape", "probe_cls/count", "probe_cls/colour", "digits/probe_cls")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _INNER_FAILED = re.compile(r"Inner task failed: (.+)\.$")
 
@@ -93,24 +93,29 @@ def _training_line(model, training) -> str:
 
 
 def _transfer_line(evaluation, label: str = "transfer") -> str:
+    """The score with its interval and verdict against the floor, then each headline probe against its floor."""
     from mug.evaluation.evaluate import TRANSFER_SCORE
 
     m = _numbers(evaluation)
-    probes = ", ".join(f"{k} {m[k]:.3f}" for k in _HEADLINE_PROBES if k in m)
-    return f"{label}: {TRANSFER_SCORE} {m.get(TRANSFER_SCORE, math.nan):.4f} ({probes})"
+    score, low, high = (m.get(TRANSFER_SCORE + end, math.nan) for end in ("", "_low", "_high"))
+    verdict = "above the random-init floor" if low > 0 else "not above the random-init floor"
+    probes = ", ".join(f"{k} {m[k]:.3f} (floor {m[f'floor/{k}']:.3f})" for k in _HEADLINE_PROBES if f"floor/{k}" in m)
+    return f"{label}: {TRANSFER_SCORE} {score:.4f} [{low:.4f}, {high:.4f}], {verdict}\n  {probes}"
 
 
 def _registration_line(registered: bool, evaluation, arguments: dict, baseline=None) -> str:
-    """The version the run registered, or why it registered none: the registry and the pipeline's own test
-    (`mug.steps.decide_promotion`) are the sources, since a task inside dsl.If cannot be a pipeline output."""
+    """The version the run registered and the gate's reason, or why it registered none: the registry and the
+    pipeline's own test (`mug.steps.decide_promotion`) are the sources, since a task inside dsl.If cannot be a
+    pipeline output."""
     from mug.registry import list_versions
-    from mug.steps import decide_promotion
+    from mug.steps import decide_promotion, evidence
 
     name, uri = arguments.get("model_name", "mug-encoder"), arguments.get("registry_uri") or None
     if registered:
         newest = list_versions(name, uri)[0]
-        return f"registered: {name} v{newest.version} ({', '.join(newest.aliases)})"
-    reason = decide_promotion(_numbers(evaluation), uri, name, _numbers(baseline) if baseline is not None else None)[1]
+        return f"registered: {name} v{newest.version} ({', '.join(newest.aliases)}): {newest.tags.get('decision', '')}"
+    production = evidence(baseline.metadata, baseline.path) if baseline is not None else None
+    reason = decide_promotion(evidence(evaluation.metadata, evaluation.path), uri, name, production)[1]
     return f"not registered: {reason}"
 
 

@@ -45,3 +45,12 @@ def pairs():
 @pytest.fixture(scope="session")
 def tokenizer(pairs):
     return CaptionTokenizer.train([c for _, c in pairs], vocab_size=128, min_frequency=1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def floor_cache(tmp_path_factory):
+    """Random-init floors are cached per test session (and shared with the subprocesses tests start), not in ~."""
+    import os
+
+    os.environ["MUG_CACHE_DIR"] = str(tmp_path_factory.mktemp("mug-cache"))
+    return os.environ["MUG_CACHE_DIR"]

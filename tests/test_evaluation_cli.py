@@ -10,6 +10,7 @@ import torch
 from mug.checkpoint import save_checkpoint
 from mug.cli import main
 from mug.data.corpus import synthesize_corpus
+from mug.evaluation.significance import read_outcomes
 from mug.models import build_model
 from mug.tokenizer import CaptionTokenizer
 from tests.conftest import micro_config
@@ -65,12 +66,21 @@ def test_evaluate_writes_metrics_confusion_and_a_standalone_report(tmp_path, cor
     assert "probe_cls/shape" in capsys.readouterr().out
 
     metrics = json.loads((out / "metrics.json").read_text())
-    expected = {f"{m}/{label}" for m in POOLED for label in LABELS} | {f"digits/{m}" for m in POOLED} | EXTRA[name]
-    assert set(metrics) == expected | {"transfer/score"}
-    probes = [metrics[f"probe_cls/{label}"] for label in LABELS] + [metrics["digits/probe_cls"]]
-    assert metrics["transfer/score"] == pytest.approx(sum(probes) / len(probes))
+    probes = {f"{m}/{label}" for m in POOLED for label in LABELS} | {f"digits/{m}" for m in POOLED}
+    headline = {f"probe_cls/{label}" for label in LABELS} | {"digits/probe_cls"}
+    intervals = {k + end for k in headline for end in ("_low", "_high")}
+    lifts = {f"lift/{k}{end}" for k in headline for end in ("", "_low", "_high")}
+    score = {f"transfer/score{end}" for end in ("", "_low", "_high")}
+    expected = probes | {f"floor/{k}" for k in probes} | intervals | lifts | score | EXTRA[name]
+    assert set(metrics) == expected
+    for key in headline:
+        assert metrics[key + "_low"] <= metrics[key] <= metrics[key + "_high"]
+        assert metrics[f"lift/{key}"] == pytest.approx(metrics[key] - metrics[f"floor/{key}"])
+    # An untrained model (initialised from another seed than the floor's) is indistinguishable from the floor.
+    assert metrics["transfer/score_low"] < 0 < metrics["transfer/score_high"]
+    assert abs(metrics["transfer/score"]) < 0.3
     for key, value in metrics.items():
-        if key.startswith(("probe", "knn", "digits", "zero_shot", "caption/bleu4")):
+        if key.startswith(("probe", "knn", "digits", "zero_shot", "caption/bleu4", "floor/")):
             assert 0.0 <= value <= 1.0, key
     assert metrics["digits/probe_cls"] > 0.3  # chance is 0.1: even random ViT features tell digits apart
     if "recon/mse" in metrics:
@@ -82,6 +92,10 @@ def test_evaluate_writes_metrics_confusion_and_a_standalone_report(tmp_path, cor
     shape = matrices["probe_cls/shape"]
     assert len(shape["matrix"]) == len(shape["labels"]) and all(len(r) == len(shape["labels"]) for r in shape["matrix"])
     assert sum(map(sum, shape["matrix"])) == 80  # the held-out half
+    outcomes = read_outcomes(out / "outcomes.json")
+    assert list(outcomes) == [*LABELS, "digits"] and len(outcomes["shape"].keys) == 80
+    assert outcomes["shape"].model.mean() == pytest.approx(metrics["probe_cls/shape"])
+    assert outcomes["digits"].floor.mean() == pytest.approx(metrics["floor/digits/probe_cls"])
 
     page = (out / "report.html").read_text()
     sources = re.findall(r'src="([^"]*)"', page)
@@ -90,6 +104,7 @@ def test_evaluate_writes_metrics_confusion_and_a_standalone_report(tmp_path, cor
     assert ("no training history" in page) == (name == "simclr")
     assert ("<h2>Reconstructions</h2>" in page) == (name in ("mae", "mug"))
     assert ("<h2>Captions</h2>" in page) == (name == "mug")
+    assert "not distinguishable from the floor" in page and "random-init floor" in page
 
 
 def _one_line_error(capsys) -> str:

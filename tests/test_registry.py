@@ -13,6 +13,7 @@ from mug.checkpoint import load_checkpoint, save_checkpoint
 from mug.cli import main
 from mug.errors import UserError
 from mug.models import build_model
+from mug.promotion import Evidence
 from mug.registry import (
     Registration,
     download_model,
@@ -23,6 +24,7 @@ from mug.registry import (
     register_model,
 )
 from tests.conftest import micro_config
+from tests.test_promotion import evidence
 
 LINEAGE = {"data_md5": "d41d8cd98f00b204e9800998ecf8427e", "data_revision": "abc123", "pipeline_run": "run-42"}
 
@@ -53,24 +55,36 @@ def uri(empty_registry, tmp_path):
     return f"sqlite:///{tmp_path}/registry/mlflow.db"
 
 
+def scored(score: float, half_width: float = 0.05) -> dict[str, float]:
+    """An evaluation's headline figures: the transfer score and its interval."""
+    return {
+        "transfer/score": score,
+        "transfer/score_low": score - half_width,
+        "transfer/score_high": score + half_width,
+    }
+
+
 def register(checkpoint, uri, score, **kwargs):
-    return register_model(checkpoint, {"transfer/score": score, "probe_cls/shape": 0.5}, LINEAGE, uri=uri, **kwargs)
+    return register_model(checkpoint, scored(score) | {"probe_cls/shape": 0.5}, LINEAGE, uri=uri, **kwargs)
 
 
-def test_first_registration_becomes_production(checkpoint, uri):
+def test_first_registration_above_the_floor_becomes_production(checkpoint, uri):
+    at_floor = register(checkpoint, uri, 0.02)  # its interval holds 0: not above the random-init floor
+    assert not at_floor.promoted and "not above the random-init floor" in at_floor.reason
     reg = register(checkpoint, uri, 0.5)
-    assert (reg.version, reg.promoted, reg.aliases) == (1, True, ["candidate", "production"])
-    assert reg.production_version is None and reg.model_uri == "models:/mug-encoder/1"
-    assert production_score(uri=uri) == (1, 0.5)
+    assert (reg.version, reg.promoted, reg.aliases) == (2, True, ["candidate", "production"])
+    assert reg.production_version is None and reg.model_uri == "models:/mug-encoder/2"
+    assert production_score(uri=uri) == (2, 0.5)
 
 
-def test_only_a_strictly_better_model_moves_production(checkpoint, uri):
+def test_only_a_model_better_beyond_the_noise_moves_production(checkpoint, uri):
+    """No outcomes stored: the unpaired rule, whose intervals must not overlap."""
     register(checkpoint, uri, 0.5)
     better = register(checkpoint, uri, 0.7)
     assert better.promoted and (better.production_version, better.production_score) == (1, 0.5)
-    worse, equal = register(checkpoint, uri, 0.6), register(checkpoint, uri, 0.7)
-    assert not worse.promoted and not equal.promoted and worse.aliases == ["candidate"]
-    assert "does not beat production v2" in worse.reason
+    worse, close = register(checkpoint, uri, 0.6), register(checkpoint, uri, 0.75)
+    assert not worse.promoted and not close.promoted and worse.aliases == ["candidate"]
+    assert "not clearly better, production stays" in close.reason and "v2" in close.reason
     assert production_score(uri=uri) == (2, 0.7)
     assert [(v.version, v.aliases) for v in list_versions(uri=uri)] == [
         (4, ["candidate"]),
@@ -81,16 +95,34 @@ def test_only_a_strictly_better_model_moves_production(checkpoint, uri):
 
 
 def test_a_retraining_run_compares_with_production_measured_on_the_same_data(checkpoint, uri):
-    """Production scored 0.9 on older eval data, 0.6 next to the new model on today's: 0.7 beats it."""
+    """Production scored 0.9 on older eval data, 0.6 next to the new model on today's: 0.75 beats it."""
     register(checkpoint, uri, 0.9)
-    retrained = register(checkpoint, uri, 0.7, baseline=0.6)
-    assert retrained.promoted and "beats production v1 (0.6000)" in retrained.reason
-    assert not register(checkpoint, uri, 0.5, baseline=0.6).promoted
+    retrained = register(checkpoint, uri, 0.75, baseline=Evidence(scored(0.6)))
+    assert retrained.promoted and "production v1's 0.6000" in retrained.reason
+    assert not register(checkpoint, uri, 0.5, baseline=Evidence(scored(0.6))).promoted
+
+
+def test_outcomes_stored_with_production_pair_the_next_candidate(checkpoint, uri, tmp_path):
+    """The registry keeps each version's per-image outcomes; the next registration is tested against them."""
+    rates = {"shape": (0.40, 0.14), "count": (0.50, 0.30)}
+    first = evidence(rates, seed=1)
+    assert register_model(checkpoint, first.metrics, LINEAGE, uri=uri, outcomes=first.outcomes).promoted
+    reseeded = evidence(rates, seed=2)
+    again = register_model(checkpoint, reseeded.metrics, LINEAGE, uri=uri, outcomes=reseeded.outcomes)
+    assert not again.promoted and "paired bootstrap" in again.reason
+    better = evidence({t: (m + 0.1, f) for t, (m, f) in rates.items()}, seed=3)
+    moved = register_model(checkpoint, better.metrics, LINEAGE, uri=uri, outcomes=better.outcomes)
+    assert moved.promoted and "better beyond the noise" in moved.reason
+    tags = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version("mug-encoder", "3").tags
+    assert float(tags["gate.difference_low"]) > 0 and tags["gate.paired"] == "1.0"
+    card = read_model_card(3, uri=uri)
+    assert "## Promotion" in card and "better beyond the noise" in card and "| task | accuracy" in card
+    assert "outcomes.json" in {p.name for p in download_model(3, tmp_path / "dl", uri=uri).iterdir()}
 
 
 def test_nan_or_missing_score_never_promotes(checkpoint, uri):
     first = register(checkpoint, uri, math.nan)
-    assert not first.promoted and production_score(uri=uri) is None and "NaN" in first.reason
+    assert not first.promoted and production_score(uri=uri) is None and "missing or NaN" in first.reason
     missing = register_model(checkpoint, {"probe_cls/shape": 0.9}, LINEAGE, uri=uri)
     assert not missing.promoted and missing.aliases == ["candidate"]
     assert register(checkpoint, uri, 0.1).promoted
@@ -110,7 +142,8 @@ def test_artifacts_download_as_a_loadable_checkpoint(checkpoint, uri, tmp_path):
     assert tokenizer is not None and metadata["code_version"] == "0.1.0+gtest"
     card = (folder / "MODEL_CARD.md").read_text()
     assert card == read_model_card(reg.version, uri=uri)
-    for text in [*LINEAGE.values(), "0.1.0+gtest", "**transfer/score** | **0.5000**", "`mug` encoder", "3 steps"]:
+    for text in [*LINEAGE.values(), "0.1.0+gtest", "**transfer/score 0.5000** [0.4500, 0.5500]", "`mug` encoder",
+                 "3 steps", "no production yet"]:  # fmt: skip
         assert text in card
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     version = client.get_model_version("mug-encoder", "1")
@@ -123,10 +156,10 @@ def test_artifacts_download_as_a_loadable_checkpoint(checkpoint, uri, tmp_path):
 def test_concurrent_registrations_get_distinct_versions_and_the_best_wins(checkpoint, tmp_path):
     """Three processes started together on a registry with no database yet: they also race to create it."""
     uri = f"sqlite:///{tmp_path}/fresh/mlflow.db"
-    scores = [0.6, 0.9, 0.7]
+    scores = [0.6, 0.9, 0.7]  # +-0.05: whichever order they land in, 0.9 ends in production
     spawn = multiprocessing.get_context("spawn")  # a forked child would share the parent's sqlite connections
     procs = [
-        spawn.Process(target=register_model, args=(str(checkpoint), {"transfer/score": s}, LINEAGE, "mug-encoder", uri))
+        spawn.Process(target=register_model, args=(str(checkpoint), scored(s), LINEAGE, "mug-encoder", uri))
         for s in scores
     ]
     for proc in procs:
@@ -189,8 +222,8 @@ def test_the_pipeline_step_registers_with_the_model_artifacts_lineage(checkpoint
     summary = {"train": {"objective": "mug", "preset": "tiny"}, "steps": 3, "code_version": "0.1.0"}
     assert tuple(model_metadata(summary, {"data_md5": "abc", "data_revision": "r1"})) == LINEAGE_KEYS
 
-    metrics = {"transfer/score": 0.5, "objective": "mug", "promoted": True}
-    assert numbers(metrics) == {"transfer/score": 0.5}  # strings and flags are not metrics
+    metrics = scored(0.5) | {"objective": "mug", "promoted": True}
+    assert numbers(metrics) == scored(0.5)  # strings and flags are not metrics
     model_meta = {"objective": "mug", "data_md5": "abc", "data_revision": "", "init_from": None, "steps": 3}
     reg = register(checkpoint, metrics, model_meta, "run-7", "mug-encoder", uri)
     tags = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version("mug-encoder", str(reg.version)).tags
@@ -199,12 +232,12 @@ def test_the_pipeline_step_registers_with_the_model_artifacts_lineage(checkpoint
     assert (
         register(
             checkpoint,
-            {"transfer/score": 0.6},
+            scored(0.8),
             model_meta,
             "run-8",
             "mug-encoder",
             uri,
-            baseline={"transfer/score": 0.7},
+            baseline=scored(0.7),
         ).promoted
         is False
     )  # against production on the same data

@@ -15,7 +15,9 @@ from mug.reporting import STYLE
 
 def _columns(results: list[dict]) -> list[str]:
     """The score, then each CLS linear probe any objective has (labels, then digits), in a stable order."""
-    probes = sorted({k for r in results for k in r["metrics"] if k.startswith("probe_cls/")})
+    probes = sorted(
+        {k for r in results for k in r["metrics"] if k.startswith("probe_cls/") and not k.endswith(("_low", "_high"))}
+    )
     digits = ["digits/probe_cls"] if any("digits/probe_cls" in r["metrics"] for r in results) else []
     return [TRANSFER_SCORE, *probes, *digits]
 

@@ -1,19 +1,27 @@
-"""Evaluate a checkpoint of any objective with its encoder frozen, and write metrics.json, confusion.json and
-report.html.
+"""Evaluate a checkpoint of any objective with its encoder frozen, next to the same architecture at random
+initialisation (the floor), and write metrics.json, confusion.json, outcomes.json and report.html.
 
 metrics.json is one flat object of floats; the names:
-  probe_{pool}/{label}       linear-probe top-1 accuracy on the held-out half of the labelled eval set
+  probe_{pool}/{label}       linear-probe top-1 accuracy on the held-out half of the labelled eval set (C chosen
+                             on a validation part of the training half)
   knn_{pool}/{label}         weighted kNN (cosine, k = 20, T = 0.07) top-1 accuracy, same split
   digits/probe_{pool}, digits/knn_{pool}   the same on scikit-learn's 8x8 digits, upsampled
+  floor/<any of the above>   the same probe on the random-init model's features (mug.evaluation.floor)
+  probe_cls/{label}_low, _high; lift/probe_cls/{label} (accuracy - floor), its _low and _high: 95% bootstrap
+                             intervals over the held-out images (also for digits/probe_cls)
+  transfer/score             the share of the headroom above the floor that pre-training closed, pooled over the
+                             CLS probes of every label and the digits: sum(accuracy - floor) / sum(1 - floor).
+                             0 for a random-init model, 1 when every task is solved; tasks the floor already solves
+                             add nothing. The one number the registry compares models by (`TRANSFER_SCORE`).
+  transfer/score_low, transfer/score_high   its 95% interval
   zero_shot/{label}          mug and clip: prompt-scoring accuracy on the same held-out half (size, colour, shape)
   recon/mse                  mae and mug: the model's loss_rec on masked patches, seeded masks
   caption/perplexity, caption/bleu4, caption/cider   mug: on the eval captions, greedy captions from BOS
-  transfer/score             the mean of every probe_cls accuracy (each label and digits): the one number the
-                             registry compares models by (`TRANSFER_SCORE`)
 where {pool} is `cls` (CLS token) or `mean` (mean of the patch tokens) of the unmasked image, and {label} each
 label name found in the samples' .json ("labels": {"shape": ..., "colour": ..., ...}). Each label gets its own
 seeded 50/50 stratified split; digits get one too. confusion.json holds, under the same names, {"labels",
-"matrix"} (rows true, columns predicted) for the CLS probes and zero-shot.
+"matrix"} (rows true, columns predicted) for the CLS probes and zero-shot. outcomes.json holds, per task, which
+held-out images the model's and the floor's CLS probe got right: what the model gate pairs two models on.
 """
 
 from __future__ import annotations
@@ -32,9 +40,11 @@ from mug.data.loader import LoaderConfig, make_loader
 from mug.errors import UserError
 from mug.evaluation.digits import digit_images, to_model_input
 from mug.evaluation.features import POOLS, FeatureBank, digit_features
+from mug.evaluation.floor import Features, floor_features
 from mug.evaluation.masked import MaskedPass
 from mug.evaluation.probes import accuracy, confusion, knn, linear_probe, split
 from mug.evaluation.report import render_html
+from mug.evaluation.significance import OUTCOMES, Outcomes, TaskOutcome, summarize, write_outcomes
 from mug.evaluation.zero_shot import PromptGrid, clip_scores
 from mug.image import to_pil
 from mug.models import MaskedGenerative, Objective
@@ -45,6 +55,7 @@ from mug.train.distributed import pick_device
 from mug.train.state import HISTORY, read_history
 
 TRANSFER_SCORE = "transfer/score"
+HEADLINE = "probe_cls"  # the probe the transfer score and its intervals are read from
 
 
 @dataclass
@@ -70,6 +81,8 @@ class Evaluation:
     metrics: dict[str, float] = field(default_factory=dict)
     confusion: dict[str, dict] = field(default_factory=dict)
     chance: dict[str, float] = field(default_factory=dict)  # per label and "digits": majority class on the test half
+    outcomes: Outcomes = field(default_factory=dict)  # per task: the CLS probe's hits, the model's and the floor's
+    floor_cached: bool = False
     notes: list[str] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
     strips: list[tuple[Image.Image, Image.Image]] = field(default_factory=list)  # (original, strip)
@@ -77,19 +90,42 @@ class Evaluation:
     captions: list[tuple[Image.Image, str, str]] = field(default_factory=list)
 
 
-def _transfer(ev: Evaluation, task: str, features: dict[str, np.ndarray], labels: np.ndarray, seed: int) -> np.ndarray:
-    """Probe and kNN on both pools for one task (a label name, or "digits"); returns the test indices."""
+def _transfer(
+    ev: Evaluation, task: str, features: Features, floor: Features, labels: np.ndarray, seed: int
+) -> np.ndarray:
+    """Probe and kNN on both pools for one task (a label name, or "digits"), on the model's features and on the
+    floor's, with the same split; records the CLS probe's hits per held-out image in `ev.outcomes`. Returns the
+    held-out indices."""
     train, test = split(labels, seed)
     _, counts = np.unique(labels[test], return_counts=True)
     ev.chance[task] = float(counts.max() / counts.sum())
-    for kind in POOLS:
-        x = features[kind]
-        predicted = linear_probe(x[train], labels[train], x[test])
-        ev.metrics[metric_name(f"probe_{kind}", task)] = accuracy(predicted, labels[test])
-        if kind == "cls":
-            ev.confusion[metric_name("probe_cls", task)] = confusion(labels[test], predicted)
-        ev.metrics[metric_name(f"knn_{kind}", task)] = accuracy(knn(x[train], labels[train], x[test]), labels[test])
+    hits = {}
+    for prefix, feats in (("", features), ("floor/", floor)):
+        for kind in POOLS:
+            x = feats[kind]
+            predicted = linear_probe(x[train], labels[train], x[test], seed)
+            ev.metrics[prefix + metric_name(f"probe_{kind}", task)] = accuracy(predicted, labels[test])
+            if kind == "cls":
+                hits[prefix] = predicted == labels[test]
+                if not prefix:
+                    ev.confusion[metric_name("probe_cls", task)] = confusion(labels[test], predicted)
+            predicted = knn(x[train], labels[train], x[test])
+            ev.metrics[prefix + metric_name(f"knn_{kind}", task)] = accuracy(predicted, labels[test])
+    ev.outcomes[task] = TaskOutcome(features["keys"][test].tolist(), hits[""], hits["floor/"])
     return test
+
+
+def _intervals(ev: Evaluation) -> None:
+    """The headline probe's intervals, lifts over the floor and the transfer score, from the outcomes."""
+    summary = summarize(ev.outcomes)
+    for task in ev.outcomes:
+        name = metric_name(HEADLINE, task)
+        for end in ("_low", "_high"):
+            ev.metrics[name + end] = summary[f"{task}/accuracy{end}"]
+        for end in ("", "_low", "_high"):
+            ev.metrics[f"lift/{name}{end}"] = summary[f"{task}/lift{end}"]
+    for end in ("", "_low", "_high"):
+        ev.metrics[TRANSFER_SCORE + end] = summary["score" + end]
 
 
 def metric_name(method: str, task: str) -> str:
@@ -113,10 +149,12 @@ def _read_eval_set(
     data_urls: list[str],
     device: torch.device,
     opts: EvalOptions,
-    grid: PromptGrid,
-) -> tuple[FeatureBank, MaskedPass | None, list[dict | None]]:
-    """One pass over the eval shards (at most `opts.max_samples`): features, the masked pass, the labels."""
-    inputs = ("image", "tokens") if getattr(model, "caption_decoder", None) is not None else ("image",)
+    masked: MaskedPass | None = None,
+) -> tuple[Features, list[dict | None]]:
+    """One pass over the eval shards (at most `opts.max_samples`): the features (with the samples' "keys") and
+    the labels; `masked`, when given, sees every batch too."""
+    captions = masked is not None and masked.model.caption_decoder is not None
+    inputs = ("image", "tokens") if captions else ("image",)
     loader = make_loader(
         LoaderConfig(
             urls=data_urls,
@@ -133,10 +171,8 @@ def _read_eval_set(
         world_size=1,
     )
     bank = FeatureBank()
-    masked = None
-    if isinstance(model, MaskedGenerative):
-        masked = MaskedPass(model, tokenizer, grid, opts.seed, opts.examples)
     labels: list[dict | None] = []
+    keys: list[str] = []
     desc = "features + captions" if "tokens" in inputs else "features"
     with tqdm(total=opts.max_samples, desc=desc, unit="sample", disable=not opts.progress) as bar:
         for batch in loader:
@@ -148,15 +184,24 @@ def _read_eval_set(
             if masked is not None:
                 masked.add(images, batch["tokens"][:keep] if "tokens" in batch else None)
             labels += (batch.get("labels") or [None] * keep)[:keep]
+            keys += batch["key"][:keep]
             bar.update(keep)
             if len(labels) == opts.max_samples:
                 break
-    return bank, masked, labels
+    if not labels:
+        raise UserError(f"no samples could be read from {' '.join(map(str, data_urls))}")
+    return bank.arrays() | {"keys": np.array(keys, dtype=str)}, labels
+
+
+def _digits(model: Objective, digits: torch.Tensor, device: torch.device, opts: EvalOptions) -> Features:
+    features = digit_features(model.encoder, digits, opts.batch_size, device, opts.progress)
+    return features | {"keys": np.array([f"digit-{i}" for i in range(len(digits))])}
 
 
 def run_evaluation(checkpoint_dir: str | Path, data_urls: list[str], opts: EvalOptions) -> Evaluation:
     """Load the checkpoint, read the eval set once (features, and the masked pass for mae/mug), embed the
-    digits, then fit and score every probe."""
+    digits, do the same with the random-init floor (or take it from the cache), then fit and score every probe
+    on both and put intervals on the headline probe and the transfer score."""
     directory = Path(checkpoint_dir)
     device = pick_device(opts.device)
     model, tokenizer, _ = load_checkpoint(directory, device)
@@ -165,13 +210,21 @@ def run_evaluation(checkpoint_dir: str | Path, data_urls: list[str], opts: EvalO
     if text and tokenizer is None:
         raise CheckpointError(f"checkpoint {directory} has no tokenizer.json, which a '{name}' model needs")
     grid = PromptGrid.build()
-    bank, masked, labels = _read_eval_set(model, tokenizer, data_urls, device, opts, grid)
-    if not labels:
-        raise UserError(f"no samples could be read from {' '.join(map(str, data_urls))}")
+    masked = (
+        MaskedPass(model, tokenizer, grid, opts.seed, opts.examples) if isinstance(model, MaskedGenerative) else None
+    )
+    features, labels = _read_eval_set(model, tokenizer, data_urls, device, opts, masked)
     digits, digit_labels = digit_images(opts.max_samples, opts.seed)
     ev = Evaluation(str(directory), name, [str(u) for u in data_urls], len(labels), len(digit_labels))
     ev.history = read_history(directory / HISTORY)
-    features = bank.arrays()
+    digit_feats = _digits(model, digits, device, opts)
+
+    def read_with(floor_model: Objective) -> tuple[Features, Features]:
+        return _read_eval_set(floor_model, None, data_urls, device, opts)[0], _digits(floor_model, digits, device, opts)
+
+    floor, floor_digits, ev.floor_cached = floor_features(
+        model.cfg, data_urls, opts.max_samples, opts.seed, device, read_with, features["keys"]
+    )
 
     zero_shot = None
     if masked is not None:
@@ -190,7 +243,8 @@ def run_evaluation(checkpoint_dir: str | Path, data_urls: list[str], opts: EvalO
             ev.notes.append(f"label '{label}' skipped: it needs 4 samples and 2 values, has {len(have)} samples")
             continue
         y = values[have].astype(str)
-        test = _transfer(ev, label, {k: f[have] for k, f in features.items()}, y, opts.seed)
+        subset = [{k: f[have] for k, f in part.items()} for part in (features, floor)]
+        test = _transfer(ev, label, *subset, y, opts.seed)
         if zero_shot is not None and label in zero_shot:
             predicted = zero_shot[label][have][test]
             ev.metrics[f"zero_shot/{label}"] = accuracy(predicted, y[test])
@@ -200,26 +254,21 @@ def run_evaluation(checkpoint_dir: str | Path, data_urls: list[str], opts: EvalO
 
     first = np.unique(digit_labels, return_index=True)[1]  # one image of each digit
     ev.digits = [to_pil(image) for image in to_model_input(digits[first], model.cfg.encoder.img_size)]
-    digit_feats = digit_features(model.encoder, digits, opts.batch_size, device, opts.progress)
-    _transfer(ev, "digits", digit_feats, digit_labels, opts.seed)
-    ev.metrics[TRANSFER_SCORE] = transfer_score(ev.metrics)
+    _transfer(ev, "digits", digit_feats, floor_digits, digit_labels, opts.seed)
+    _intervals(ev)
     return ev
-
-
-def transfer_score(metrics: dict[str, float]) -> float:
-    """One number to rank models by: the mean linear-probe accuracy (CLS) over the labels and the digits."""
-    probes = [v for k, v in metrics.items() if k.startswith("probe_cls/") or k == "digits/probe_cls"]
-    return float(np.mean(probes)) if probes else float("nan")
 
 
 def evaluate_checkpoint(
     checkpoint_dir: str | Path, data_urls: list[str], out_dir: str | Path, opts: EvalOptions | None = None
 ) -> dict[str, float]:
-    """Evaluate, write metrics.json, confusion.json and report.html to `out_dir`; returns the metrics."""
+    """Evaluate, write metrics.json, confusion.json, outcomes.json and report.html to `out_dir`; returns the
+    metrics."""
     ev = run_evaluation(checkpoint_dir, data_urls, opts or EvalOptions())
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "metrics.json", json.dumps(ev.metrics, indent=2, sort_keys=True) + "\n")
     write_text_atomic(out / "confusion.json", json.dumps(ev.confusion, indent=2) + "\n")
+    write_outcomes(ev.outcomes, out / OUTCOMES)
     write_text_atomic(out / "report.html", render_html(ev))
     return ev.metrics

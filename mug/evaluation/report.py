@@ -37,7 +37,7 @@ img.pixels { image-rendering: pixelated; } table.narrow { width: auto; } td.best
 .strips { display: flex; flex-wrap: wrap; gap: 10px 28px; } .strips figure { display: flex; gap: 10px; }
 .digits { display: flex; gap: 4px; margin-bottom: 1em; }
 td.caption { font-family: ui-monospace, monospace; font-size: 0.9em; } tr.match td.caption { color: #2e7d32; }
-.note { background: #fff8e1; padding: 0.5em 0.8em; border-radius: 4px; }
+.note { background: #fff8e1; padding: 0.5em 0.8em; border-radius: 4px; } p.headline { font-size: 1.2em; }
 """
 
 
@@ -62,27 +62,71 @@ def image_tag(image: Image.Image, scale: int, alt: str) -> str:
 
 def _tasks(ev: Evaluation) -> list[str]:
     """Label names with results, in report order, then "digits"."""
-    labels = [name.split("/", 1)[1] for name in ev.metrics if name.startswith("probe_cls/")]
-    return labels + (["digits"] if "digits/probe_cls" in ev.metrics else [])
+    return list(ev.outcomes)
 
 
-def _metric(ev: Evaluation, method: str, task: str) -> float | None:
-    return ev.metrics.get(f"digits/{method}" if task == "digits" else f"{method}/{task}")
+def _metric(ev: Evaluation, method: str, task: str, end: str = "") -> float | None:
+    """A task's figure: `method` may carry a prefix (`floor/probe_cls`), `end` an interval end (`_low`)."""
+    prefix, _, name = method.rpartition("/")
+    full = f"{prefix + '/' if prefix else ''}digits/{name}" if task == "digits" else f"{method}/{task}"
+    return ev.metrics.get(full + end)
+
+
+def _percent(value: float | None) -> str:
+    return "&mdash;" if value is None or math.isnan(value) else f"{value:.1%}"
 
 
 def accuracy_table(ev: Evaluation) -> str:
-    methods = [m for m in METHODS if any(_metric(ev, m, t) is not None for t in _tasks(ev))]
-    head = "".join(f"<th>{m}</th>" for m in methods)
+    """Per task: the headline probe with its interval, the floor and the lift over it; then the other methods,
+    each with its floor in brackets; then the majority-class rate."""
+    methods = [m for m in METHODS if m != "probe_cls" and any(_metric(ev, m, t) is not None for t in _tasks(ev))]
+    head = "".join(f"<th>{m}<br><small>(floor)</small></th>" for m in methods)
     rows = []
     for task in _tasks(ev):
-        values = [_metric(ev, m, task) for m in methods]
-        best = max(v for v in values if v is not None)
-        cells = "".join(
-            '<td class="num">&mdash;</td>' if v is None else f'<td class="num{" best" * (v == best)}">{v:.1%}</td>'
-            for v in values
+        acc = _metric(ev, "probe_cls", task)
+        low, high = _metric(ev, "probe_cls", task, "_low"), _metric(ev, "probe_cls", task, "_high")
+        lift = (_metric(ev, "lift/probe_cls", task), _metric(ev, "lift/probe_cls", task, "_low"))
+        lift_high = _metric(ev, "lift/probe_cls", task, "_high")
+        signal = lift[1] is not None and lift[1] > 0
+        headline = (
+            f'<td class="num"><b>{_percent(acc)}</b> <small>[{_percent(low)}, {_percent(high)}]</small></td>'
+            f'<td class="num">{_percent(_metric(ev, "floor/probe_cls", task))}</td>'
+            f'<td class="num{" best" * signal}">{"+" if (lift[0] or 0) >= 0 else ""}{_percent(lift[0])} '
+            f"<small>[{_percent(lift[1])}, {_percent(lift_high)}]</small></td>"
         )
-        rows.append(f'<tr><td><b>{html.escape(task)}</b></td>{cells}<td class="num">{ev.chance[task]:.1%}</td></tr>')
-    return f"<table><tr><th>task</th>{head}<th>majority class</th></tr>{''.join(rows)}</table>"
+        others = "".join(
+            f'<td class="num">{_percent(_metric(ev, m, task))} <small>({_percent(_metric(ev, "floor/" + m, task))})'
+            "</small></td>"
+            for m in methods
+        )
+        rows.append(
+            f'<tr><td><b>{html.escape(task)}</b></td>{headline}{others}<td class="num">{ev.chance[task]:.1%}</td></tr>'
+        )
+    return (
+        "<table><tr><th>task</th><th>probe_cls [95% interval]</th><th>floor</th><th>lift [95% interval]</th>"
+        f"{head}<th>majority class</th></tr>{''.join(rows)}</table>"
+    )
+
+
+def score_paragraph(ev: Evaluation) -> str:
+    """The transfer score in one sentence, with what it means."""
+    score = ev.metrics.get("transfer/score", math.nan)
+    low, high = ev.metrics.get("transfer/score_low", math.nan), ev.metrics.get("transfer/score_high", math.nan)
+    verdict = (
+        "above the random-init floor"
+        if low > 0
+        else "below the floor"
+        if high < 0
+        else "not distinguishable from the floor"
+    )
+    return (
+        f'<p class="headline">transfer/score <b>{score:.3f}</b> [{low:.3f}, {high:.3f}]: {verdict}.</p>'
+        "<p class='meta'>The share of the headroom above the random-init floor that pre-training closed, pooled "
+        "over the CLS linear probes of every task: sum(accuracy &minus; floor) / sum(1 &minus; floor). 0 is the same "
+        "architecture at random initialisation, 1 every task solved; a task the floor already solves adds nothing. "
+        "The interval is a 95% bootstrap over the held-out images. The floor is the same architecture with weights "
+        f"drawn from a fixed seed, probed the same way{' (taken from the cache)' if ev.floor_cached else ''}.</p>"
+    )
 
 
 def other_metrics_table(ev: Evaluation) -> str:
@@ -100,23 +144,33 @@ def other_metrics_table(ev: Evaluation) -> str:
 
 
 def accuracy_bars(ev: Evaluation) -> Figure:
-    """Grouped bars: one group per task, one bar per method, a black tick at the majority-class rate."""
+    """The headline probe per task: a bar with its 95% interval, the floor marked in red and the majority-class
+    rate in black, so what pre-training added is the gap between the bar's top and the red mark."""
     tasks = _tasks(ev)
-    methods = [m for m in METHODS if any(_metric(ev, m, t) is not None for t in tasks)]
-    fig = Figure(figsize=(max(6.0, 1.3 * len(tasks)), 3.4))
+    fig = Figure(figsize=(max(6.0, 1.0 * len(tasks)), 3.4))
     ax = fig.subplots()
-    width = 0.8 / len(methods)
     x = np.arange(len(tasks))
-    for i, method in enumerate(methods):
-        values = [_metric(ev, method, t) for t in tasks]
-        heights = [np.nan if v is None else v for v in values]
-        ax.bar(x - 0.4 + width * (i + 0.5), heights, width, label=method, color=COLOURS[METHODS.index(method)])
-    ax.hlines([ev.chance[t] for t in tasks], x - 0.42, x + 0.42, colors="black", linewidth=1.5, label="majority class")
+    acc = np.array([_metric(ev, "probe_cls", t) for t in tasks], dtype=float)
+    low = np.array([_metric(ev, "probe_cls", t, "_low") for t in tasks], dtype=float)
+    high = np.array([_metric(ev, "probe_cls", t, "_high") for t in tasks], dtype=float)
+    ax.bar(x, acc, 0.6, color=COLOURS[0], label="probe_cls (95% interval)")
+    ax.errorbar(x, acc, yerr=[acc - low, high - acc], fmt="none", ecolor="black", capsize=4, linewidth=1)
+    floor = [_metric(ev, "floor/probe_cls", t) for t in tasks]
+    ax.hlines(floor, x - 0.38, x + 0.38, colors="#c92a2a", linewidth=2.5, label="random-init floor")
+    ax.hlines(
+        [ev.chance[t] for t in tasks],
+        x - 0.38,
+        x + 0.38,
+        colors="black",
+        linestyles="dotted",
+        linewidth=1.5,
+        label="majority class",
+    )
     ax.set_xticks(x, tasks)
     ax.set_ylim(0, 1)
     ax.set_ylabel("top-1 accuracy (held-out half)")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncols=len(methods) + 1, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    ax.legend(fontsize=8, ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     return fig
 
 
@@ -216,9 +270,12 @@ def render_html(ev: Evaluation) -> str:
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>',
         f"<style>{STYLE}{_EXTRA_STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
         f'<p class="meta">{meta}</p>{notes}',
+        "<h2>Transfer against the random-init floor</h2>",
+        score_paragraph(ev),
         "<h2>Frozen-encoder accuracy</h2><p class='meta'>Each task: a seeded 50/50 stratified split; linear probe "
-        "(logistic regression on standardised features) and kNN (cosine, k = 20, T = 0.07) on the CLS token and "
-        "on the mean patch token of the unmasked image.</p>",
+        "(logistic regression on standardised features, C chosen on a fifth of the training half) and kNN (cosine, "
+        "k = 20, T = 0.07) on the CLS token and on the mean patch token of the unmasked image; the same on the "
+        "random-init model's features (the floor). Intervals: 95% bootstrap over the held-out images.</p>",
         accuracy_table(ev),
         f'<img class="plot" src="{figure_uri(accuracy_bars(ev))}" alt="accuracy per task">',
         _digits_row(ev),
