@@ -63,7 +63,9 @@ def test_evaluate_writes_metrics_confusion_and_a_standalone_report(tmp_path, cor
     checkpoint = _checkpoint(tmp_path / "ckpt", name, tokenizer, history=name != "simclr")
     out = tmp_path / "eval"
     assert main(["evaluate", str(checkpoint), "--data", str(data), "--out", str(out), *ARGS]) == 0
-    assert "probe_cls/shape" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "probe_cls/shape" in printed and "floor/probe_cls/shape" in printed
+    assert printed.splitlines()[-1].endswith("(95%), not above the random-init floor")
 
     metrics = json.loads((out / "metrics.json").read_text())
     probes = {f"{m}/{label}" for m in POOLED for label in LABELS} | {f"digits/{m}" for m in POOLED}

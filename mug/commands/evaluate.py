@@ -14,9 +14,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "labelled eval shards and on scikit-learn's 8x8 digits: linear probes and kNN per label on the CLS and "
         "mean-pooled features; for mug, caption perplexity, BLEU-4 and CIDEr-D of greedy captions, and zero-shot "
         "classification by scoring prompts; for clip, zero-shot by embedding similarity; for mae and mug, "
-        "reconstruction MSE on masked patches. Writes metrics.json (flat names, listed in "
-        "mug/evaluation/evaluate.py), confusion.json (labels + matrix per classifier) and report.html (standalone) "
-        "to --out.",
+        "reconstruction MSE on masked patches. Every probe also runs on the same architecture at random "
+        "initialisation (the floor, cached in $MUG_CACHE_DIR/floors, default ~/.cache/mug/floors); transfer/score "
+        "is the share of the headroom above that floor which pre-training closed (0: no better than random "
+        "weights), with a 95%% bootstrap interval. Writes metrics.json (flat names, listed in "
+        "mug/evaluation/evaluate.py), confusion.json (labels + matrix per classifier), outcomes.json (per-image "
+        "hits, what the model gate pairs models on) and report.html (standalone) to --out.",
     )
     ev.add_argument(
         "checkpoint",
@@ -49,7 +52,15 @@ def run(args: argparse.Namespace) -> None:
         seed=args.seed,
     )
     metrics = evaluate_checkpoint(args.checkpoint, args.data, args.out, opts)
-    width = max(map(len, metrics))
-    for name, value in sorted(metrics.items()):
+    shown = {
+        k: v
+        for k, v in metrics.items()
+        if not k.startswith(("lift/", "transfer/")) and not k.endswith(("_low", "_high"))
+    }
+    width = max(map(len, shown))
+    for name, value in sorted(shown.items()):
         print(f"{name:<{width}}  {value:.4f}")
+    score, low, high = (metrics[f"transfer/score{end}"] for end in ("", "_low", "_high"))
+    verdict = "above the random-init floor" if low > 0 else "not above the random-init floor"
+    print(f"transfer/score {score:.4f} [{low:.4f}, {high:.4f}] (95%), {verdict}")
     print(f"report: {args.out}/report.html", file=sys.stderr)
