@@ -181,6 +181,36 @@ def percent(value, _column: int) -> str:
     return f"{100 * value:.1f}" if isinstance(value, float) else ("-" if value is None else str(value))
 
 
+def _score_cell(metrics: dict) -> str:
+    score, low, high = (metrics.get(f"transfer/score{end}") for end in ("", "_low", "_high"))
+    return "-" if score is None else f"{score:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
+def _against_the_floor(results: dict, tasks: list[str]) -> str:
+    """Per objective and task: the CLS probe's lift over its own random-init floor, in points, with its interval."""
+
+    def lift(r: dict, task: str) -> str:
+        name = "digits/probe_cls" if task == "digits" else f"probe_cls/{task}"
+        values = [r["metrics"].get(f"lift/{name}{end}") for end in ("", "_low", "_high")]
+        floor = r["metrics"].get(f"floor/{name}")
+        if None in values or floor is None:
+            return "-"
+        return f"{100 * values[0]:+.1f} [{100 * values[1]:+.1f}, {100 * values[2]:+.1f}] (floor {100 * floor:.1f})"
+
+    lines = [
+        "| objective | transfer/score [95%] | " + " | ".join(tasks) + " |",
+        "|---|---|" + "---|" * len(tasks),
+        *(
+            f"| {o} | {_score_cell(r['metrics'])} | " + " | ".join(lift(r, t) for t in tasks) + " |"
+            for o, r in results.items()
+        ),
+    ]
+    return (
+        "### Against the random-init floor (linear probe, CLS: lift over the floor in points [95% interval])\n\n"
+        + "\n".join(lines)
+    )
+
+
 def render(results: dict, chance: dict[str, float], args: argparse.Namespace, settings: dict) -> str:
     tasks = task_columns(results)
     parts = [
@@ -232,10 +262,18 @@ def render(results: dict, chance: dict[str, float], args: argparse.Namespace, se
         + markdown_table(header, rows, [None, None, False, True, False, False, None], compute_cell)
     )
 
+    parts.append(_against_the_floor(results, tasks))
     grid = {o: label_mean(r, "probe_cls", tasks) for o, r in results.items()}
     cell = lambda o: f"{o}: {percent(grid[o], 0)}" if o in grid else "-"  # noqa: E731
     parts.append(
         "### The 2x2 (linear probe, CLS, mean accuracy over labels, %)\n\n"
+        "| | discriminative | generative |\n|---|---|---|\n"
+        f"| single-modal | {cell('simclr')} | {cell('mae')} |\n| multi-modal | {cell('clip')} | {cell('mug')} |"
+    )
+    scored = {o: _score_cell(r["metrics"]) for o, r in results.items()}
+    cell = lambda o: f"{o}: {scored[o]}" if o in scored else "-"  # noqa: E731
+    parts.append(
+        "### The 2x2 of transfer/score (0 = the random-init floor; 95% interval)\n\n"
         "| | discriminative | generative |\n|---|---|---|\n"
         f"| single-modal | {cell('simclr')} | {cell('mae')} |\n| multi-modal | {cell('clip')} | {cell('mug')} |"
     )
