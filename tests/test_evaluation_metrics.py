@@ -121,3 +121,19 @@ def test_digits_subset_is_balanced_and_upsampled_like_eval_images():
     batch = to_model_input(images[:2], 32)
     assert batch.shape == (2, 3, 32, 32) and batch.dtype == torch.float32
     assert np.array_equal(digit_images(100, seed=0)[1], labels)
+
+
+def test_the_benchmark_ranking_shows_each_score_with_its_interval_best_first():
+    from mug.evaluation.comparison import html_page, markdown_table
+
+    def result(name, score=None):
+        ends = {} if score is None else {"": score, "_low": score - 0.04, "_high": score + 0.04}
+        return {"objective": name, "metrics": {f"transfer/score{e}": v for e, v in ends.items()}}
+
+    results = [result("mae", -0.03), result("mug", 0.12), result("clip")]
+    lines = markdown_table(results).splitlines()
+    assert lines[0].startswith("| rank | objective | transfer/score | transfer/score_low | transfer/score_high |")
+    assert [line.split("|")[2].strip() for line in lines[2:]] == ["mug", "mae", "clip"]  # no score goes last
+    assert "| -0.0700 | 0.0100 |" in lines[3]
+    page = html_page(results, "tiny, 3 steps")
+    assert page.count("data:image/png;base64,") == 1 and "transfer/score_low" in page

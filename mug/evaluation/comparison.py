@@ -14,12 +14,12 @@ from mug.reporting import STYLE
 
 
 def _columns(results: list[dict]) -> list[str]:
-    """The score, then each CLS linear probe any objective has (labels, then digits), in a stable order."""
+    """The score and its interval, then each CLS linear probe any objective has (labels, then digits)."""
     probes = sorted(
         {k for r in results for k in r["metrics"] if k.startswith("probe_cls/") and not k.endswith(("_low", "_high"))}
     )
     digits = ["digits/probe_cls"] if any("digits/probe_cls" in r["metrics"] for r in results) else []
-    return [TRANSFER_SCORE, *probes, *digits]
+    return [TRANSFER_SCORE, f"{TRANSFER_SCORE}_low", f"{TRANSFER_SCORE}_high", *probes, *digits]
 
 
 def rank(results: list[dict]) -> list[dict]:
@@ -53,11 +53,17 @@ def _chart(ranked: list[dict]) -> Figure:
     ax = fig.add_subplot()
     names = [r["objective"] for r in ranked][::-1]
     scores = [r["metrics"].get(TRANSFER_SCORE, math.nan) for r in ranked][::-1]
-    ax.barh(names, [0 if math.isnan(s) else s for s in scores], color="#1565c0")
-    for y, score in enumerate(scores):
-        ax.text(0 if math.isnan(score) else score, y, f" {_cell(score)}", va="center")
-    ax.set_xlabel(f"{TRANSFER_SCORE} (mean CLS linear-probe accuracy)")
-    ax.set_xlim(0, 1.1)
+    low = [r["metrics"].get(f"{TRANSFER_SCORE}_low", math.nan) for r in ranked][::-1]
+    high = [r["metrics"].get(f"{TRANSFER_SCORE}_high", math.nan) for r in ranked][::-1]
+    bars = [0 if math.isnan(s) else s for s in scores]
+    spread = [[max(b - lo, 0) if not math.isnan(lo) else 0 for b, lo in zip(bars, low, strict=True)],
+              [max(hi - b, 0) if not math.isnan(hi) else 0 for b, hi in zip(bars, high, strict=True)]]  # fmt: skip
+    ax.barh(names, bars, xerr=spread, color="#1565c0", ecolor="black", capsize=3)
+    for y, (bar, top) in enumerate(zip(bars, high, strict=True)):  # the figure right of the interval's end
+        ax.text(bar if math.isnan(top) else max(bar, top), y, f" {_cell(scores[y])}", va="center")
+    ax.axvline(0, color="#c92a2a", linewidth=1.5)  # the random-init floor
+    ax.set_xlabel(f"{TRANSFER_SCORE} (0 = the random-init floor, 1 = every task solved)")
+    ax.set_xlim(min(0.0, *(s for s in scores if not math.isnan(s))) - 0.1, 1.1)
     return fig
 
 
