@@ -95,12 +95,12 @@ def _training_line(model, training) -> str:
 def _transfer_line(evaluation, label: str = "transfer") -> str:
     """The score with its interval and verdict against the floor, then each headline probe against its floor."""
     from mug.evaluation.evaluate import TRANSFER_SCORE
+    from mug.evaluation.significance import verdict
 
     m = _numbers(evaluation)
     score, low, high = (m.get(TRANSFER_SCORE + end, math.nan) for end in ("", "_low", "_high"))
-    verdict = "above the random-init floor" if low > 0 else "not above the random-init floor"
     probes = ", ".join(f"{k} {m[k]:.3f} (floor {m[f'floor/{k}']:.3f})" for k in _HEADLINE_PROBES if f"floor/{k}" in m)
-    return f"{label}: {TRANSFER_SCORE} {score:.4f} [{low:.4f}, {high:.4f}], {verdict}\n  {probes}"
+    return f"{label}: {TRANSFER_SCORE} {score:.4f} [{low:.4f}, {high:.4f}], {verdict(low, high)}\n  {probes}"
 
 
 def _registration_line(registered: bool, evaluation, arguments: dict, baseline=None) -> str:

@@ -41,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     from mug.errors import UserError
     from mug.evaluation.evaluate import EvalOptions, evaluate_checkpoint
+    from mug.evaluation.significance import verdict
 
     if args.max_samples is not None and args.max_samples < 1:
         raise UserError(f"--max-samples must be a positive integer, got {args.max_samples}")
@@ -61,6 +62,5 @@ def run(args: argparse.Namespace) -> None:
     for name, value in sorted(shown.items()):
         print(f"{name:<{width}}  {value:.4f}")
     score, low, high = (metrics[f"transfer/score{end}"] for end in ("", "_low", "_high"))
-    verdict = "above the random-init floor" if low > 0 else "not above the random-init floor"
-    print(f"transfer/score {score:.4f} [{low:.4f}, {high:.4f}] (95%), {verdict}")
+    print(f"transfer/score {score:.4f} [{low:.4f}, {high:.4f}] (95%), {verdict(low, high)}")
     print(f"report: {args.out}/report.html", file=sys.stderr)

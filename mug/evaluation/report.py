@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from PIL import Image
 
+from mug.evaluation.significance import verdict
 from mug.reporting import STYLE
 
 if TYPE_CHECKING:
@@ -112,15 +113,8 @@ def score_paragraph(ev: Evaluation) -> str:
     """The transfer score in one sentence, with what it means."""
     score = ev.metrics.get("transfer/score", math.nan)
     low, high = ev.metrics.get("transfer/score_low", math.nan), ev.metrics.get("transfer/score_high", math.nan)
-    verdict = (
-        "above the random-init floor"
-        if low > 0
-        else "below the floor"
-        if high < 0
-        else "not distinguishable from the floor"
-    )
     return (
-        f'<p class="headline">transfer/score <b>{score:.3f}</b> [{low:.3f}, {high:.3f}]: {verdict}.</p>'
+        f'<p class="headline">transfer/score <b>{score:.3f}</b> [{low:.3f}, {high:.3f}]: {verdict(low, high)}.</p>'
         "<p class='meta'>The share of the headroom above the random-init floor that pre-training closed, pooled "
         "over the CLS linear probes of every task: sum(accuracy &minus; floor) / sum(1 &minus; floor). 0 is the same "
         "architecture at random initialisation, 1 every task solved; a task the floor already solves adds nothing. "

@@ -82,6 +82,13 @@ def summarize(outcomes: Outcomes, resamples: int = RESAMPLES) -> dict[str, float
     return out
 
 
+def verdict(low: float, high: float) -> str:
+    """What a score's interval says about the random-init floor (0), in words."""
+    if low > 0:
+        return "above the random-init floor"
+    return "below the random-init floor" if high < 0 else "not distinguishable from the random-init floor"
+
+
 def comparable(a: Outcomes, b: Outcomes) -> bool:
     """Whether two models' outcomes are on the same held-out images, task by task (so they can be paired)."""
     return bool(a) and a.keys() == b.keys() and all(a[t].keys == b[t].keys for t in a)
