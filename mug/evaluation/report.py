@@ -77,11 +77,17 @@ def _percent(value: float | None) -> str:
     return "&mdash;" if value is None or math.isnan(value) else f"{value:.1%}"
 
 
+def _with_floor(ev: Evaluation, method: str, task: str) -> str:
+    """A method's accuracy, and its floor's in brackets where the floor has one (zero-shot has none)."""
+    floor = _metric(ev, "floor/" + method, task)
+    return _percent(_metric(ev, method, task)) + ("" if floor is None else f" <small>({_percent(floor)})</small>")
+
+
 def accuracy_table(ev: Evaluation) -> str:
     """Per task: the headline probe with its interval, the floor and the lift over it; then the other methods,
     each with its floor in brackets; then the majority-class rate."""
     methods = [m for m in METHODS if m != "probe_cls" and any(_metric(ev, m, t) is not None for t in _tasks(ev))]
-    head = "".join(f"<th>{m}<br><small>(floor)</small></th>" for m in methods)
+    head = "".join(f"<th>{m}{'' if m == 'zero_shot' else '<br><small>(floor)</small>'}</th>" for m in methods)
     rows = []
     for task in _tasks(ev):
         acc = _metric(ev, "probe_cls", task)
@@ -95,11 +101,7 @@ def accuracy_table(ev: Evaluation) -> str:
             f'<td class="num{" best" * signal}">{"+" if (lift[0] or 0) >= 0 else ""}{_percent(lift[0])} '
             f"<small>[{_percent(lift[1])}, {_percent(lift_high)}]</small></td>"
         )
-        others = "".join(
-            f'<td class="num">{_percent(_metric(ev, m, task))} <small>({_percent(_metric(ev, "floor/" + m, task))})'
-            "</small></td>"
-            for m in methods
-        )
+        others = "".join(f'<td class="num">{_with_floor(ev, m, task)}</td>' for m in methods)
         rows.append(
             f'<tr><td><b>{html.escape(task)}</b></td>{headline}{others}<td class="num">{ev.chance[task]:.1%}</td></tr>'
         )
