@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from mug.errors import UserError
 from mug.evaluation import floor as floor_module
 from mug.evaluation.probes import PROBE_CS, choose_c
 from mug.evaluation.significance import (
@@ -82,6 +83,23 @@ def test_outcomes_round_trip_through_json(tmp_path):
         assert loaded[task].keys == o.keys
         assert np.array_equal(loaded[task].model, o.model) and np.array_equal(loaded[task].floor, o.floor)
     assert read_outcomes(tmp_path / "missing.json") is None
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("{not json", "JSONDecodeError"),
+        ('{"tasks": {"shape": {"keys": ["a"]}}}', "KeyError"),
+        ('{"tasks": {"shape": {"keys": ["a", "b"], "model": "1x", "floor": "10"}}}', "string of 0 and 1"),
+        ('{"tasks": {"shape": {"keys": ["a", "b"], "model": "1", "floor": "10"}}}', "2 keys but 1 / 2 hits"),
+    ],
+)
+def test_a_damaged_outcomes_file_is_named_in_one_error(tmp_path, text, message):
+    path = tmp_path / "outcomes.json"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message) as err:
+        read_outcomes(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
 
 
 def test_the_probe_chooses_c_on_a_validation_part_of_the_training_data():

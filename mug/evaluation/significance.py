@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mug.errors import UserError
+
 CONFIDENCE = 0.95
 RESAMPLES = 2000
 _SEED = 0  # the bootstrap's draws are fixed, so metrics.json is a function of the model and the data
@@ -138,9 +140,18 @@ def read_outcomes(path: str | Path) -> Outcomes | None:
     path = Path(path)
     if not path.is_file():
         return None
-    tasks = json.loads(path.read_text())["tasks"]
 
     def hits(bits: str) -> np.ndarray:
+        if set(bits) - {"0", "1"}:
+            raise ValueError("hits must be a string of 0 and 1")
         return np.frombuffer(bits.encode("ascii"), dtype=np.uint8) == ord("1")
 
-    return {t: TaskOutcome(list(o["keys"]), hits(o["model"]), hits(o["floor"])) for t, o in tasks.items()}
+    try:
+        tasks = json.loads(path.read_text())["tasks"]
+        outcomes = {t: TaskOutcome(list(o["keys"]), hits(o["model"]), hits(o["floor"])) for t, o in tasks.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise UserError(f"{path} is not an evaluation's outcomes file ({type(err).__name__}: {err})") from err
+    for task, o in outcomes.items():
+        if not len(o.keys) == len(o.model) == len(o.floor):
+            raise UserError(f"{path}: task '{task}' has {len(o.keys)} keys but {len(o.model)} / {len(o.floor)} hits")
+    return outcomes
