@@ -56,6 +56,12 @@ def decide(candidate: Evidence, production: tuple[int, Evidence] | None) -> Deci
     version, incumbent = production
     if math.isnan(incumbent.score()):
         return Decision(False, f"production v{version} has no {SCORE} to compare with, so it stays (promote by hand)")
+    if math.isnan(incumbent.score("_high")) and not incumbent.outcomes:
+        return Decision(
+            False,
+            f"production v{version} was scored without an interval (before the floor-relative {SCORE}), so the "
+            "two cannot be compared and it stays: promote by hand with `mug registry promote`",
+        )
     if candidate.outcomes and incumbent.outcomes and comparable(candidate.outcomes, incumbent.outcomes):
         test = paired_difference(candidate.outcomes, incumbent.outcomes)
         figures = {

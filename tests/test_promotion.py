@@ -58,3 +58,8 @@ def test_missing_scores_keep_production():
     scored = Evidence({"transfer/score": 0.5, "transfer/score_low": 0.4, "transfer/score_high": 0.6})
     decision = decide(scored, (2, Evidence({})))
     assert not decision.promote and "promote by hand" in decision.reason
+    before_floors = Evidence({"transfer/score": 0.69})  # the old meaning: a mean accuracy, no interval
+    decision = decide(scored, (3, before_floors))
+    assert (
+        not decision.promote and "without an interval" in decision.reason and "mug registry promote" in decision.reason
+    )
