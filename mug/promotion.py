@@ -13,8 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 from mug.evaluation.significance import CONFIDENCE, Outcomes, comparable, paired_difference
-
-SCORE = "transfer/score"
+from mug.evaluation.significance import TRANSFER_SCORE as SCORE
 
 
 @dataclass

@@ -260,11 +260,13 @@ def decide_promotion(
     candidate's `evidence` against production's: `baseline`'s (production evaluated on the same eval data) when
     given, else what the registry kept of production's evaluation."""
     from mug.promotion import decide
-    from mug.registry import production_evidence
+    from mug.registry import production_evidence, production_score
 
-    production = production_evidence(model_name, registry_uri or None)
-    if production is not None and baseline is not None:
-        production = (production[0], baseline)
+    if baseline is None:
+        production = production_evidence(model_name, registry_uri or None)
+    else:  # production was evaluated in this run: only its version is needed from the registry
+        version = production_score(model_name, registry_uri or None)
+        production = None if version is None else (version[0], baseline)
     decision = decide(candidate, production)
     return decision.promote, decision.reason
 

@@ -241,3 +241,7 @@ def test_the_pipeline_step_registers_with_the_model_artifacts_lineage(checkpoint
         ).promoted
         is False
     )  # against production on the same data
+    from mug.steps import decide_promotion
+
+    promote, reason = decide_promotion(Evidence(scored(0.9)), uri, "mug-encoder", baseline=Evidence(scored(0.7)))
+    assert promote and "production v1's 0.7000" in reason  # the baseline's figures, the registry's version

@@ -44,7 +44,14 @@ from mug.evaluation.floor import Features, floor_features
 from mug.evaluation.masked import MaskedPass
 from mug.evaluation.probes import accuracy, confusion, knn, linear_probe, split
 from mug.evaluation.report import render_html
-from mug.evaluation.significance import OUTCOMES, Outcomes, TaskOutcome, summarize, write_outcomes
+from mug.evaluation.significance import (
+    OUTCOMES,
+    TRANSFER_SCORE,
+    Outcomes,
+    TaskOutcome,
+    summarize,
+    write_outcomes,
+)
 from mug.evaluation.zero_shot import PromptGrid, clip_scores
 from mug.image import to_pil
 from mug.models import MaskedGenerative, Objective
@@ -54,7 +61,6 @@ from mug.tokenizer import CaptionTokenizer
 from mug.train.distributed import pick_device
 from mug.train.state import HISTORY, read_history
 
-TRANSFER_SCORE = "transfer/score"
 HEADLINE = "probe_cls"  # the probe the transfer score and its intervals are read from
 
 

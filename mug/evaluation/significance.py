@@ -22,6 +22,7 @@ CONFIDENCE = 0.95
 RESAMPLES = 2000
 _SEED = 0  # the bootstrap's draws are fixed, so metrics.json is a function of the model and the data
 OUTCOMES = "outcomes.json"
+TRANSFER_SCORE = "transfer/score"  # the metric `transfer_score` fills; what the registry ranks models by
 
 
 @dataclass
@@ -70,8 +71,7 @@ def summarize(outcomes: Outcomes, resamples: int = RESAMPLES) -> dict[str, float
         return {"score": math.nan, "score_low": math.nan, "score_high": math.nan}
     tasks = list(outcomes)
     model, floor = _resampled_means(outcomes, _draws(outcomes, resamples))
-    point_model = np.array([outcomes[t].model.mean() for t in tasks])
-    point_floor = np.array([outcomes[t].floor.mean() for t in tasks])
+    point_model, point_floor = _points(outcomes)
     out: dict[str, float] = {}
     for i, task in enumerate(tasks):
         out[f"{task}/accuracy"] = float(point_model[i])
@@ -119,10 +119,13 @@ def paired_difference(candidate: Outcomes, production: Outcomes, resamples: int 
     return PairedDifference(float(point), low, high, float(np.mean(ours - theirs <= 0)))
 
 
+def _points(outcomes: Outcomes) -> tuple[np.ndarray, np.ndarray]:
+    """Model and floor accuracy per task, on all the held-out images."""
+    return np.array([o.model.mean() for o in outcomes.values()]), np.array([o.floor.mean() for o in outcomes.values()])
+
+
 def _point_score(outcomes: Outcomes) -> float:
-    model = np.array([o.model.mean() for o in outcomes.values()])
-    floor = np.array([o.floor.mean() for o in outcomes.values()])
-    return float(transfer_score(model, floor))
+    return float(transfer_score(*_points(outcomes)))
 
 
 def _bits(values: np.ndarray) -> str:
