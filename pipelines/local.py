@@ -16,7 +16,7 @@ from typing import Any
 
 from mug.errors import UserError
 
-_HEADLINE_PROBES = ("probe_cls/shape", "probe_cls/count", "probe_cls/colour", "digits/probe_cls")
+_HEADLINE_PROBES = ("probe_cls/shape", "probe_cls/count", "probe_cls/relation", "probe_cls/colour")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _INNER_FAILED = re.compile(r"Inner task failed: (.+)\.$")
 

@@ -15,7 +15,7 @@ from mug.models import build_model
 from mug.tokenizer import CaptionTokenizer
 from tests.conftest import micro_config
 
-LABELS = ("shape", "colour", "size", "count", "background", "texture")
+LABELS = ("shape", "count", "relation", "colour", "size", "background", "texture")
 POOLED = ("probe_cls", "probe_mean", "knn_cls", "knn_mean")
 EXTRA = {
     "mae": {"recon/mse"},

@@ -270,6 +270,28 @@ def test_the_same_seed_gives_the_same_batches(corpus, tok):
     assert [b["key"] for b in first] != [b["key"] for b in other]
 
 
+def test_crop_scale_and_flip_narrow_the_training_augmentation(corpus):
+    """Whole-image crops without flips deliver the eval images; with flips, each is the eval image or its mirror,
+    and both occur. Settings that are not area fractions are named."""
+    urls = str(corpus["root"] / "good")
+
+    def images(**kw) -> dict[str, torch.Tensor]:
+        loader = make_loader(config(urls, shuffle_buffer=0, normalize=False, **kw), None, 0, 1)
+        return {key: image for batch in loader for key, image in zip(batch["key"], batch["image"], strict=True)}
+
+    plain = images(train=False)
+    assert images(crop_scale=(1.0, 1.0), flip=False).keys() == plain.keys()
+    assert all(torch.equal(image, plain[key]) for key, image in images(crop_scale=(1.0, 1.0), flip=False).items())
+    flipped = Counter(
+        "same" if torch.equal(image, plain[key]) else "mirror" if torch.equal(image, plain[key].flip(-1)) else "other"
+        for key, image in images(crop_scale=(1.0, 1.0), flip=True).items()
+    )
+    assert flipped["same"] > 10 and flipped["mirror"] > 10 and flipped["other"] == 0
+    for bad in [(0.0, 1.0), (0.9, 0.5), (0.5, 1.5), (0.5,)]:
+        with pytest.raises(UserError, match=re.escape("loader.crop_scale")):
+            config(urls, crop_scale=bad).validate()
+
+
 @pytest.mark.parametrize("floats", [False, True])
 def test_workers_reuse_batch_memory_only_once_the_batch_is_let_go(corpus, tok, floats):
     """A worker's shared batch buffers are reused after the trainer drops a batch, never while it holds one."""

@@ -2,7 +2,9 @@
 
 import hashlib
 import io
+import itertools
 import json
+import math
 import random
 import tarfile
 from pathlib import Path
@@ -18,6 +20,14 @@ from mug.data.synth import (
     BACKGROUNDS,
     COLOUR_WORDS,
     COLOURS,
+    COUNT_WORDS,
+    COUNTS,
+    HOLLOW_WORDS,
+    INVERSE,
+    MIN_CONTRAST,
+    RELATION_WORDS,
+    RELATIONS,
+    SCALE_JITTER,
     SHAPE_WORDS,
     SHAPES,
     SIZES,
@@ -100,47 +110,140 @@ def corpus(tmp_path_factory):
 # Scenes and captions
 
 
-def test_vocabulary_is_large_enough():
-    assert len(SHAPES) >= 8 and len(COLOURS) >= 8 and len(SIZES) >= 2
-    assert set(TEXTURES) >= {"plain", "stripes", "checks", "dots", "gradient", "noise"}
+LABELS = {"shape", "count", "relation", "colour", "size", "background", "texture"}
+_COUNT_NAMES = {2: ("two", "2", "pair"), 3: ("three", "3")}
 
 
-def test_scene_labels_count_the_main_objects_shape_and_colour():
+def relation_of(scene: Scene) -> str | None:
+    """The relation the positions show: the side of the reference that every main object lies wholly on."""
+    ref = scene.reference
+    main = scene.main
+    sides = {
+        "left": all(o.cx + o.diameter / 2 < ref.cx - ref.diameter / 2 for o in main),
+        "right": all(o.cx - o.diameter / 2 > ref.cx + ref.diameter / 2 for o in main),
+        "above": all(o.cy + o.diameter / 2 < ref.cy - ref.diameter / 2 for o in main),
+        "below": all(o.cy - o.diameter / 2 > ref.cy + ref.diameter / 2 for o in main),
+    }
+    (side,) = [s for s, holds in sides.items() if holds] or [None]
+    return side
+
+
+def says_relation(caption: str, scene: Scene) -> bool:
+    """The caption states the scene's relation, with the main objects first or (turned around) the reference."""
+    caption = caption.lower()
+    hollow = min((caption.find(w) for w in HOLLOW_WORDS if w in caption), default=-1)
+    if hollow < 0:
+        return False
+    main_shape = min(caption.find(w) for w in SHAPE_WORDS[scene.objects[0].shape] if w in caption)
+    relation = scene.relation if main_shape < hollow else INVERSE[scene.relation]
+    return any(w in caption for w in RELATION_WORDS[relation])
+
+
+def says_count(caption: str, count: int) -> bool:
+    words = set(caption.lower().replace(",", " ").split())
+    named = {n for n, names in _COUNT_NAMES.items() if words & set(names)}
+    return named == ({count} if count > 1 else set())
+
+
+@pytest.fixture(scope="module")
+def scenes():
     rng = random.Random(0)
-    scenes = [random_scene(rng) for _ in range(500)]
-    assert {len(s.objects) for s in scenes} == {1, 2, 3}
-    assert {s.labels["count"] for s in scenes} == {1, 2, 3}
+    return [random_scene(rng) for _ in range(2000)]
+
+
+def test_vocabulary_is_distinct_at_64_px():
+    assert len(SHAPES) >= 5 and len(COLOURS) >= 8 and len(SIZES) == 2 and COUNTS == (1, 2, 3)
+    assert set(RELATIONS) == {"left", "right", "above", "below"}
+    assert set(TEXTURES) >= {"plain", "stripes", "checks", "dots", "gradient", "noise"}
+    # The smallest copy (three small ones, the jitter at its least) still spans more than a patch of 8 px.
+    assert min(SIZES.values()) * (1 - SCALE_JITTER) / math.sqrt(max(COUNTS)) * 64 >= 11
+
+
+def test_ink_says_nothing_of_shape_or_count(scenes):
+    """Every shape covers the same area at the same diameter, and the copies' total area does not depend on how
+    many there are: a probe cannot read shape or count from the amount of ink."""
+    side = 64 * SUPERSAMPLE
+    areas = {}
+    for shape in SHAPES:
+        canvas = Image.new("L", (side, side), 0)
+        _draw(ImageDraw.Draw(canvas), SceneObject(shape, "red", "large", 0.5, 0.5), side, 255)
+        areas[shape] = np.asarray(canvas, dtype=float).sum() / 255
+    assert max(areas.values()) / min(areas.values()) < 1.03, areas
     for scene in scenes:
         main = scene.objects[0]
-        assert scene.labels["count"] == sum((o.shape, o.colour) == (main.shape, main.colour) for o in scene.objects)
-        assert set(scene.labels) == {"shape", "colour", "size", "count", "background", "texture"}
-        assert scene.labels["texture"] in TEXTURES and scene.labels["background"] in BACKGROUNDS
+        total = sum(o.diameter**2 for o in scene.main) / SIZES[main.size] ** 2  # the jitter squared
+        assert (1 - SCALE_JITTER) ** 2 - 1e-9 <= total <= (1 + SCALE_JITTER) ** 2 + 1e-9
+    mean_total = {
+        count: np.mean([sum(o.diameter**2 for o in s.main) for s in scenes if s.labels["count"] == count])
+        for count in COUNTS
+    }
+    assert max(mean_total.values()) / min(mean_total.values()) < 1.05, mean_total
+
+
+def test_scene_labels_every_value_about_equally_often(scenes):
+    for scene in scenes:
+        assert set(scene.labels) == LABELS
+    expected = {"shape": SHAPES, "count": COUNTS, "relation": RELATIONS, "size": tuple(SIZES)}
+    for name, values in expected.items():
+        counts = {v: sum(s.labels[name] == v for s in scenes) for v in values}
+        assert min(counts.values()) > 0.7 * len(scenes) / len(values), (name, counts)
+
+
+def test_count_is_the_copies_of_the_main_object_beside_one_hollow_reference(scenes):
+    for scene in scenes:
+        main, ref = scene.objects[0], scene.reference
+        assert scene.objects[-1] is ref and sum(o.hollow for o in scene.objects) == 1
+        copies = scene.objects[:-1]
+        assert scene.labels["count"] == len(copies)
+        assert len({(o.shape, o.colour, o.size, o.scale) for o in copies}) == 1  # copies are alike
+        assert ref.shape != main.shape and ref.colour != main.colour
+        for a, b in itertools.combinations(copies, 2):
+            assert math.dist((a.cx, a.cy), (b.cx, b.cy)) >= a.diameter  # copies never touch
+        for o in scene.objects:
+            assert o.diameter / 2 <= min(o.cx, o.cy, 1 - o.cx, 1 - o.cy)  # inside the frame
+            assert math.dist(COLOURS[o.colour], BACKGROUNDS[scene.background]) >= MIN_CONTRAST
+
+
+def test_relation_label_matches_the_object_positions(scenes):
+    for scene in scenes:
+        assert relation_of(scene) == scene.labels["relation"]
 
 
 def test_clean_caption_is_fully_descriptive():
     scene = Scene(
         (
-            SceneObject("star", "blue", "small", 0.3, 0.3),
-            SceneObject("star", "blue", "small", 0.7, 0.3),
-            SceneObject("square", "green", "large", 0.5, 0.7),
+            SceneObject("star", "blue", "small", 0.15, 0.3),
+            SceneObject("star", "blue", "small", 0.15, 0.7),
+            SceneObject("square", "green", "small", 0.7, 0.5, hollow=True),
         ),
         "grey",
         "stripes",
+        relation="left",
     )
-    assert scene.labels["count"] == 2
+    assert scene.labels["count"] == 2 and relation_of(scene) == "left"
     assert (
         clean_caption(scene)
-        == "a photo of two small blue stars next to a large green square on a striped grey background"
+        == "a photo of two small blue stars to the left of a hollow green square on a striped grey background"
     )
 
 
-def test_web_captions_vary_and_name_the_main_object():
+def test_clean_captions_name_shape_count_and_relation(scenes):
+    for scene in scenes:
+        caption = clean_caption(scene)
+        main = scene.objects[0]
+        phrase = f"{main.size} {main.colour} {main.shape}"
+        assert caption.startswith(f"a photo of {COUNT_WORDS[len(scene.main)][0]} {phrase}")  # zero-shot's prompts
+        assert says_count(caption, scene.labels["count"]) and says_relation(caption, scene), caption
+
+
+def test_web_captions_vary_and_name_shape_count_and_relation(scenes):
     rng = random.Random(0)
     captions = []
-    for _ in range(500):
-        scene = random_scene(rng)
+    for scene in scenes[:500]:
         caption = web_caption(scene, rng)
         assert mentions(caption, scene.labels), caption
+        assert says_count(caption, scene.labels["count"]), caption
+        assert says_relation(caption, scene), caption
         captions.append(caption)
     assert len(set(captions)) > 450
     assert len({c.split()[0].lower() for c in captions}) > 10  # not one template
@@ -157,8 +260,8 @@ def test_render_size_and_anti_aliased_edges(size):
 
 
 def test_render_gives_the_pixels_of_one_whole_image_resize():
-    """render() resizes only the box the objects reach; that must not change a pixel, since sample_pairs (and so
-    the demo) relies on the same images as the plain full-canvas renderer it replaced."""
+    """render() resizes only the box the objects reach; that must not change a pixel of what a plain full-canvas
+    renderer draws, the hollow reference's inside included."""
     rng = random.Random(0)
     for size in (8, 33, 64):
         for _ in range(40):
@@ -170,8 +273,8 @@ def test_render_gives_the_pixels_of_one_whole_image_resize():
             for obj in reversed(scene.objects):
                 _draw(ImageDraw.Draw(layer), obj, side, COLOURS[obj.colour])
                 _draw(ImageDraw.Draw(cover), obj, side, 255)
-            colour = np.asarray(layer.resize((size, size), Image.LANCZOS), dtype=np.int16)
-            showing = 1 - np.asarray(cover.resize((size, size), Image.LANCZOS))[..., None] / 255
+            colour = np.asarray(layer.resize((size, size), Image.BOX), dtype=np.int16)
+            showing = 1 - np.asarray(cover.resize((size, size), Image.BOX))[..., None] / 255
             expected = np.clip(colour + np.rint(offset * showing), 0, 255).astype(np.uint8)
             assert np.array_equal(np.asarray(render(scene, size)), expected)
 
@@ -180,7 +283,8 @@ def test_sample_pairs_still_gives_clean_single_object_captions():
     pairs = sample_pairs(8, size=64, seed=0)
     assert len(pairs) == 8
     assert all(img.size == (64, 64) for img, _ in pairs)
-    assert pairs[0][1] == "a photo of a small white hexagon on a navy background"  # the README's demo caption
+    assert pairs[0][1] == "a photo of a small white cross on a navy background"
+    assert all(" of a " not in c[len("a photo of a") :] for _, c in pairs)  # no reference, no relation
     assert [c for _, c in sample_pairs(8, size=64, seed=0)] == [c for _, c in pairs]
 
 
@@ -213,7 +317,9 @@ def test_json_has_img2dataset_fields_labels_and_sha256(corpus):
             assert (meta["status"], meta["error_message"]) == ("success", None)
             assert meta["width"] == meta["height"] == meta["original_width"] == 64
             labels = meta["labels"]
+            assert set(labels) == LABELS  # train samples carry the labels too: supervised ceilings train on them
             assert labels["shape"] in SHAPES and labels["colour"] in COLOURS and labels["size"] in SIZES
+            assert labels["count"] in COUNTS and labels["relation"] in RELATIONS
 
 
 def test_parquet_rows_match_the_tar(corpus):
@@ -261,6 +367,7 @@ def test_eval_is_clean_and_captions_name_the_labels(corpus):
         labels = sample["json"]["labels"]
         assert sample["txt"].startswith("a photo of ")
         assert labels["shape"] in sample["txt"] and labels["colour"] in sample["txt"]
+        assert RELATION_WORDS[labels["relation"]][0] in sample["txt"] and says_count(sample["txt"], labels["count"])
         assert decodes(sample["jpg"])
     assert len({s["json"]["sha256"] for s in samples}) == len(samples)
 

@@ -67,6 +67,8 @@ def test_config_errors_name_the_field(tmp_path):
         load_train_config(overrides={"data": ["x.tar"], "precision": "fp8"})
     with pytest.raises(ConfigError, match="encoder.depth"):
         load_train_config(overrides={"data": ["x.tar"], "model": {"encoder": {"depth": 0}}})
+    with pytest.raises(ConfigError, match=r"crop_scale must be two fractions .* got \[0.9, 0.2\]"):
+        load_train_config(overrides={"data": ["x.tar"], "crop_scale": [0.9, 0.2]})
     file = tmp_path / "run.yaml"
     file.write_text("data: a.tar\nsteps: 7\nmodel:\n  encoder: {depth: 3}\n")
     cfg = load_train_config(file, {"model": {"encoder": {"width": 96}}})
@@ -78,7 +80,7 @@ def test_config_errors_name_the_field(tmp_path):
     )
 
 
-@pytest.mark.parametrize("objective,base_lr", [("mug", 0.05), ("mae", 0.05), ("simclr", 0.01), ("clip", 0.01)])
+@pytest.mark.parametrize("objective,base_lr", [("mug", 0.05), ("mae", 0.05), ("simclr", 0.003), ("clip", 0.01)])
 def test_losses_fall_and_the_model_is_saved(objective, base_lr, shards, tmp_path):
     cfg = load_train_config(
         overrides=micro_settings(

@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "OUT/checkpoints/step-N (resumable with --resume), the final model to OUT/model, the loss history to "
         "OUT/history.jsonl and the run's figures to OUT/summary.json. With --nproc N or --scheduler kubernetes "
         "the run is launched through torchx (torchrun locally, a Volcano job on Kubernetes).",
-        epilog="example: mug pretrain --objective mug --preset tiny --data 'data/train/{00000..00002}.tar' "
+        epilog="example: mug pretrain --objective mug --preset tiny --data 'data/train/{00000..00004}.tar' "
         "--steps 200 --out runs/mug-tiny",
     )
     p.add_argument("--data", nargs="+", help="shard paths, folders, brace patterns, pipe: or http(s) URLs")

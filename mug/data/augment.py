@@ -20,6 +20,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
+from mug.config import ConfigError
 from mug.data.decode import decode
 
 _MEAN = torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1) * 255
@@ -33,6 +34,15 @@ class Box(NamedTuple):
     top: int
     width: int
     height: int
+
+
+def check_crop_scale(scale: object, name: str) -> None:
+    """A crop area range (lo, hi) with 0 < lo <= hi <= 1, or None (the recipe's); `name` is the setting's."""
+    if scale is None:
+        return
+    pair = isinstance(scale, list | tuple) and len(scale) == 2 and all(isinstance(v, int | float) for v in scale)
+    if not pair or not 0 < scale[0] <= scale[1] <= 1:
+        raise ConfigError(f"{name} must be two fractions of the image area, 0 < low <= high <= 1, got {scale!r}")
 
 
 def random_resized_box(
@@ -136,18 +146,21 @@ def adjust_hue(image: torch.Tensor, factor: float) -> torch.Tensor:
 
 
 class TrainAugment:
-    """MAE's augmentation (also MUG's and CLIP's): RandomResizedCrop(scale=(0.2, 1), bicubic) and a flip."""
+    """MAE's augmentation (also MUG's and CLIP's): RandomResizedCrop(scale=(0.2, 1), bicubic) and a flip.
+
+    `flip` False and a narrower `scale` are for data whose meaning they would change: a caption that says "left
+    of" is false of the flipped image, and a small crop cuts out objects a caption counts."""
 
     views = 1
 
-    def __init__(self, size: int, scale: tuple[float, float] = (0.2, 1.0)):
-        self.size, self.scale = size, scale
+    def __init__(self, size: int, scale: tuple[float, float] = (0.2, 1.0), flip: bool = True):
+        self.size, self.scale, self.flips = size, scale, flip
 
     def boxes(self, width: int, height: int, rng: random.Random) -> list[Box]:
         return [random_resized_box(width, height, self.scale, rng) for _ in range(self.views)]
 
     def flip(self, rng: random.Random) -> bool:
-        return rng.random() < 0.5
+        return self.flips and rng.random() < 0.5
 
     def view(self, pixels: np.ndarray, box: Box, rng: random.Random, out: np.ndarray) -> None:
         resize_into(pixels, box, out, flip=self.flip(rng))
@@ -170,8 +183,9 @@ class SimCLRAugment(TrainAugment):
         size: int,
         jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1),
         scale: tuple[float, float] = (0.08, 1.0),
+        flip: bool = True,
     ):
-        super().__init__(size, scale)
+        super().__init__(size, scale, flip)
         self.jitter = jitter
         self.blur_kernel = int(0.1 * size) // 2 * 2 + 1  # ~10% of the side, odd
 

@@ -33,7 +33,16 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mug.config import ConfigError
-from mug.data.augment import DeferredCrop, EvalTransform, SimCLRAugment, TrainAugment, channels_last, hwc, normalize
+from mug.data.augment import (
+    DeferredCrop,
+    EvalTransform,
+    SimCLRAugment,
+    TrainAugment,
+    channels_last,
+    check_crop_scale,
+    hwc,
+    normalize,
+)
 from mug.data.buffers import BufferPool, MappedSets, busy_table, release_when_dropped, shared_empty
 from mug.data.decode import BadImage
 from mug.data.tar import tar_samples
@@ -77,6 +86,8 @@ class LoaderConfig:
     img2dataset's default, or `image_size` if larger; larger images are shrunk to fit) and deliver its crop box
     and flip, for `mug.data.device_crop.crop_batch` to crop, resize, flip and normalise on the GPU: a worker then
     spends 20% less time per 224 px sample. Needs `normalize=False`; not for SimCLR's colour augmentations.
+    `crop_scale`: the training crops' area range (None: the recipe's, (0.2, 1), SimCLR's (0.08, 1)); `flip`:
+    flip half the training images (off where captions or labels say left and right).
     """
 
     urls: Urls | Sequence[tuple[Urls, float]]
@@ -94,6 +105,8 @@ class LoaderConfig:
     normalize: bool = True
     crop_on_device: bool = False
     canvas_size: int | None = None
+    crop_scale: tuple[float, float] | None = None
+    flip: bool = True
 
     @property
     def canvas_side(self) -> int:
@@ -121,6 +134,7 @@ class LoaderConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise ConfigError(f"loader.{name} must be a non-negative integer, got {value!r}")
+        check_crop_scale(self.crop_scale, "loader.crop_scale")
         if self.crop_on_device and self.normalize:
             raise ConfigError("loader.crop_on_device delivers uint8 canvases for the device to crop and normalise: "
                               "set loader.normalize to False")  # fmt: skip
@@ -301,10 +315,11 @@ class _WorkerStream(IterableDataset):
         self.rank, self.world_size, self.resampled = rank, world_size, resampled
         self.batches_per_worker = batches_per_worker
         self.shuffle_buffer = cfg.shuffle_buffer if cfg.shuffle_buffer is not None else (1000 if cfg.train else 0)
+        recipe = {"flip": cfg.flip} | ({"scale": tuple(cfg.crop_scale)} if cfg.crop_scale else {})
         if "image2" in cfg.inputs:
-            self.augment: TrainAugment | DeferredCrop = SimCLRAugment(cfg.image_size)
+            self.augment: TrainAugment | DeferredCrop = SimCLRAugment(cfg.image_size, **recipe)
         else:
-            self.augment = TrainAugment(cfg.image_size) if cfg.train else EvalTransform(cfg.image_size)
+            self.augment = TrainAugment(cfg.image_size, **recipe) if cfg.train else EvalTransform(cfg.image_size)
         if cfg.crop_on_device:
             self.augment = DeferredCrop(self.augment)
         self._images = [name for name in ("image", "image2") if name in cfg.inputs]

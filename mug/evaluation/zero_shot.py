@@ -1,8 +1,8 @@
 """Zero-shot classification: score prompts that name label values, predict the best-scoring value.
 
 The prompts are the start of the corpus' clean captions for the main object ("a photo of a small red circle
-..."), one per combination of the slot labels' values in the synthetic vocabulary (2 sizes x 8 colours x 8 shapes
-= 128), so one grid classifies three labels. A value's score is the log-sum-exp over the prompts that name it:
+..."), one per combination of the slot labels' values in the synthetic vocabulary (2 sizes x 8 colours x 5 shapes
+= 80), so one grid classifies three labels. A value's score is the log-sum-exp over the prompts that name it:
 its probability with the other slots marginalised out.
 
 MUG scores a prompt by the sum of its token log-probabilities given the image (a caption prefix, so no EOS);

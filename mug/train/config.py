@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mug.config import ConfigError, ModelConfig, build_config, read_config_file
+from mug.data.augment import check_crop_scale
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 WANDB_MODES = ("offline", "online", "disabled")
@@ -26,6 +27,8 @@ class TrainConfig:
     `crop_on_device`: the loader workers only decode, into canvases `canvas_size` px square (None: 256 or the
     model's input size if larger), and the GPU crops, resizes and flips (`mug.data.device_crop`): a worker feeds
     a quarter more images per second at 224 px. For GPUs short of CPU cores; on a CPU it costs more than it saves.
+    `crop_scale` (None: the recipe's) and `flip`: the training augmentation, narrowed where it would contradict
+    the captions (the synthetic corpus says left and right, and counts objects a small crop cuts out).
     """
 
     data: list[str] = field(default_factory=list)
@@ -53,6 +56,8 @@ class TrainConfig:
     epoch_samples: int | None = None
     crop_on_device: bool = False
     canvas_size: int | None = None
+    crop_scale: tuple[float, float] | None = None
+    flip: bool = True
     ckpt_every: int = 500
     keep_last: int = 2
     log_every: int = 10
@@ -85,6 +90,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        check_crop_scale(self.crop_scale, "crop_scale")
         if self.crop_on_device and self.objective == "simclr":
             raise ConfigError("crop_on_device: SimCLR's colour jitter, grayscale and blur run in the loader workers; "
                               "set crop_on_device to false")  # fmt: skip

@@ -302,6 +302,8 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, stop: threading.Event) 
             normalize=env.device.type == "cpu" and not cfg.crop_on_device,
             crop_on_device=cfg.crop_on_device,
             canvas_size=cfg.canvas_size,
+            crop_scale=cfg.crop_scale,
+            flip=cfg.flip,
         ),
         tokenizer,
         env.rank,
