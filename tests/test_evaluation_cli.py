@@ -63,7 +63,8 @@ def test_evaluate_writes_metrics_confusion_and_a_standalone_report(tmp_path, cor
     data, tokenizer = corpus
     checkpoint = _checkpoint(tmp_path / "ckpt", name, tokenizer, history=name != "simclr")
     out = tmp_path / "eval"
-    assert main(["evaluate", str(checkpoint), "--data", str(data), "--out", str(out), *ARGS]) == 0
+    captions = ["--caption-samples", "100"] if name == "mug" else []  # mug captions and scores prompts for 100
+    assert main(["evaluate", str(checkpoint), "--data", str(data), "--out", str(out), *ARGS, *captions]) == 0
     printed = capsys.readouterr().out
     assert "probe_cls/shape" in printed and "floor/probe_cls/shape" in printed
     assert printed.splitlines()[-1].endswith("(95%), not distinguishable from the random-init floor")
@@ -95,6 +96,9 @@ def test_evaluate_writes_metrics_confusion_and_a_standalone_report(tmp_path, cor
     shape = matrices["probe_cls/shape"]
     assert len(shape["matrix"]) == len(shape["labels"]) and all(len(r) == len(shape["labels"]) for r in shape["matrix"])
     assert sum(map(sum, shape["matrix"])) == 80  # the held-out half
+    if "zero_shot/shape" in matrices:  # clip scores every held-out image; mug those among its first 100
+        scored = sum(map(sum, matrices["zero_shot/shape"]["matrix"]))
+        assert scored == 80 if name == "clip" else 30 < scored < 70
     outcomes = read_outcomes(out / "outcomes.json")
     assert list(outcomes) == [*LABELS, "digits"] and len(outcomes["shape"].keys) == 80
     assert outcomes["shape"].model.mean() == pytest.approx(metrics["probe_cls/shape"])

@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "reconstruction MSE on masked patches. Every probe also runs on the same architecture at random "
         "initialisation (the floor, cached in $MUG_CACHE_DIR/floors, default ~/.cache/mug/floors); transfer/score "
         "is the share of the headroom above that floor which pre-training closed (0: no better than random "
-        "weights), with a 95%% bootstrap interval. Writes metrics.json (flat names, listed in "
+        "weights), with a 95% bootstrap interval. Writes metrics.json (flat names, listed in "
         "mug/evaluation/evaluate.py), confusion.json (labels + matrix per classifier), outcomes.json (per-image "
         "hits, what the model gate pairs models on) and report.html (standalone) to --out.",
     )
@@ -32,6 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--out", required=True, help="output directory for metrics.json, confusion.json, report.html")
     ev.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: %(default)s)")
     ev.add_argument("--max-samples", type=int, help="read at most this many eval samples and digit images (quick runs)")
+    ev.add_argument(
+        "--caption-samples",
+        type=int,
+        default=1000,
+        help="mug: greedily caption and zero-shot score only the first N images, 8x the cost of the features "
+        "(default: %(default)s)",
+    )
     ev.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
     ev.add_argument("--num-workers", type=int, default=0, help="data loader worker processes (default: 0)")
     ev.add_argument("--seed", type=int, default=0, help="seeds the splits and the masks (default: 0)")
@@ -43,11 +50,13 @@ def run(args: argparse.Namespace) -> None:
     from mug.evaluation.evaluate import EvalOptions, evaluate_checkpoint
     from mug.evaluation.significance import verdict
 
-    if args.max_samples is not None and args.max_samples < 1:
-        raise UserError(f"--max-samples must be a positive integer, got {args.max_samples}")
+    for flag, value in (("--max-samples", args.max_samples), ("--caption-samples", args.caption_samples)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} must be a positive integer, got {value}")
     opts = EvalOptions(
         batch_size=args.batch_size,
         max_samples=args.max_samples,
+        caption_samples=args.caption_samples,
         device=args.device,
         num_workers=args.num_workers,
         seed=args.seed,

@@ -14,9 +14,11 @@ metrics.json is one flat object of floats; the names:
                              0 for a random-init model, 1 when every task is solved; tasks the floor already solves
                              add nothing. The one number the registry compares models by (`TRANSFER_SCORE`).
   transfer/score_low, transfer/score_high   its 95% interval
-  zero_shot/{label}          mug and clip: prompt-scoring accuracy on the same held-out half (size, colour, shape)
+  zero_shot/{label}          mug and clip: prompt-scoring accuracy on the same held-out half (size, colour, shape;
+                             mug's on its held-out images among the first `caption_samples`)
   recon/mse                  mae and mug: the model's loss_rec on masked patches, seeded masks
-  caption/perplexity, caption/bleu4, caption/cider   mug: on the eval captions, greedy captions from BOS
+  caption/perplexity         mug: on the eval captions
+  caption/bleu4, caption/cider   mug: of greedy captions from BOS, on the first `caption_samples` images
 where {pool} is `cls` (CLS token) or `mean` (mean of the patch tokens) of the unmasked image, and {label} each
 label name found in the samples' .json ("labels": {"shape": ..., "colour": ..., ...}). Each label gets its own
 seeded 50/50 stratified split; digits get one too. confusion.json holds, under the same names, {"labels",
@@ -42,7 +44,7 @@ from mug.evaluation.digits import digit_images, to_model_input
 from mug.evaluation.features import POOLS, FeatureBank, digit_features
 from mug.evaluation.floor import Features, floor_features
 from mug.evaluation.masked import MaskedPass
-from mug.evaluation.probes import accuracy, confusion, knn, linear_probe, split
+from mug.evaluation.probes import accuracy, confusion, knn, linear_probes, split
 from mug.evaluation.report import render_html
 from mug.evaluation.significance import (
     OUTCOMES,
@@ -72,6 +74,7 @@ class EvalOptions:
     num_workers: int = 0
     seed: int = 0
     examples: int = 8  # reconstruction strips and captions shown in the report
+    caption_samples: int = 1000  # greedily captioned and zero-shot scored (MUG): 8x the cost of the features
     progress: bool = True
 
 
@@ -106,17 +109,16 @@ def _transfer(
     _, counts = np.unique(labels[test], return_counts=True)
     ev.chance[task] = float(counts.max() / counts.sum())
     hits = {}
-    for prefix, feats in (("", features), ("floor/", floor)):
-        for kind in POOLS:
-            x = feats[kind]
-            predicted = linear_probe(x[train], labels[train], x[test], seed)
-            ev.metrics[prefix + metric_name(f"probe_{kind}", task)] = accuracy(predicted, labels[test])
-            if kind == "cls":
-                hits[prefix] = predicted == labels[test]
-                if not prefix:
-                    ev.confusion[metric_name("probe_cls", task)] = confusion(labels[test], predicted)
-            predicted = knn(x[train], labels[train], x[test])
-            ev.metrics[prefix + metric_name(f"knn_{kind}", task)] = accuracy(predicted, labels[test])
+    runs = [(prefix, feats, kind) for prefix, feats in (("", features), ("floor/", floor)) for kind in POOLS]
+    probed = linear_probes([(f[kind][train], labels[train], f[kind][test]) for _, f, kind in runs], seed)
+    for (prefix, feats, kind), predicted in zip(runs, probed, strict=True):
+        ev.metrics[prefix + metric_name(f"probe_{kind}", task)] = accuracy(predicted, labels[test])
+        if kind == "cls":
+            hits[prefix] = predicted == labels[test]
+            if not prefix:
+                ev.confusion[metric_name("probe_cls", task)] = confusion(labels[test], predicted)
+        predicted = knn(feats[kind][train], labels[train], feats[kind][test])
+        ev.metrics[prefix + metric_name(f"knn_{kind}", task)] = accuracy(predicted, labels[test])
     ev.outcomes[task] = TaskOutcome(features["keys"][test].tolist(), hits[""], hits["floor/"])
     return test
 
@@ -216,9 +218,9 @@ def run_evaluation(checkpoint_dir: str | Path, data_urls: list[str], opts: EvalO
     if text and tokenizer is None:
         raise CheckpointError(f"checkpoint {directory} has no tokenizer.json, which a '{name}' model needs")
     grid = PromptGrid.build()
-    masked = (
-        MaskedPass(model, tokenizer, grid, opts.seed, opts.examples) if isinstance(model, MaskedGenerative) else None
-    )
+    masked = None
+    if isinstance(model, MaskedGenerative):
+        masked = MaskedPass(model, tokenizer, grid, opts.seed, opts.examples, opts.caption_samples)
     features, labels = _read_eval_set(model, tokenizer, data_urls, device, opts, masked)
     digits, digit_labels = digit_images(opts.max_samples, opts.seed)
     ev = Evaluation(str(directory), name, [str(u) for u in data_urls], len(labels), len(digit_labels))
@@ -252,9 +254,10 @@ def run_evaluation(checkpoint_dir: str | Path, data_urls: list[str], opts: EvalO
         subset = [{k: f[have] for k, f in part.items()} for part in (features, floor)]
         test = _transfer(ev, label, *subset, y, opts.seed)
         if zero_shot is not None and label in zero_shot:
-            predicted = zero_shot[label][have][test]
-            ev.metrics[f"zero_shot/{label}"] = accuracy(predicted, y[test])
-            ev.confusion[f"zero_shot/{label}"] = confusion(y[test], predicted)
+            scored = test[have[test] < len(zero_shot[label])]  # held-out images among those scored
+            predicted = zero_shot[label][have[scored]]
+            ev.metrics[f"zero_shot/{label}"] = accuracy(predicted, y[scored])
+            ev.confusion[f"zero_shot/{label}"] = confusion(y[scored], predicted)
     if not any(labels):
         ev.notes.append("the eval samples carry no labels: only digits, captions and reconstruction are measured")
 

@@ -9,7 +9,9 @@ the rest (the validation part), never on the held-out half.
 
 from __future__ import annotations
 
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -64,6 +66,16 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, s
     on a validation part of `train_x` (`choose_c`) and the probe then refitted on all of it."""
     scaler, probe = _fit(train_x, train_y, choose_c(train_x, train_y, seed))
     return probe.predict(scaler.transform(test_x))
+
+
+def linear_probes(
+    jobs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], seed: int = 0, workers: int | None = None
+) -> list[np.ndarray]:
+    """`linear_probe` of each (train_x, train_y, test_x), one per core at once: each fit is single-threaded,
+    and L-BFGS spends its time in NumPy, which lets other threads run. Same results as one after another."""
+    workers = min(len(jobs), workers or os.cpu_count() or 1)
+    with threadpool_limits(1), ThreadPoolExecutor(workers) as pool:  # limits held around all the threads
+        return list(pool.map(lambda job: linear_probe(*job, seed), jobs))
 
 
 @torch.no_grad()
