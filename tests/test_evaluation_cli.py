@@ -63,7 +63,7 @@ def test_evaluate_writes_metrics_confusion_and_a_standalone_report(tmp_path, cor
     data, tokenizer = corpus
     checkpoint = _checkpoint(tmp_path / "ckpt", name, tokenizer, history=name != "simclr")
     out = tmp_path / "eval"
-    captions = ["--caption-samples", "100"] if name == "mug" else []  # mug captions and scores prompts for 100
+    captions = ["--masked-samples", "100"] if name == "mug" else []  # mug's masked pass reads 100 images
     assert main(["evaluate", str(checkpoint), "--data", str(data), "--out", str(out), *ARGS, *captions]) == 0
     printed = capsys.readouterr().out
     assert "probe_cls/shape" in printed and "floor/probe_cls/shape" in printed

@@ -33,11 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: %(default)s)")
     ev.add_argument("--max-samples", type=int, help="read at most this many eval samples and digit images (quick runs)")
     ev.add_argument(
-        "--caption-samples",
+        "--masked-samples",
         type=int,
         default=1000,
-        help="mug: greedily caption and zero-shot score only the first N images, 8x the cost of the features "
-        "(default: %(default)s)",
+        help="mae and mug: reconstruction, caption perplexity, greedy captions and zero-shot from the first N images, "
+        "up to 8x the cost of the features per image (default: %(default)s)",
     )
     ev.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: %(default)s)")
     ev.add_argument("--num-workers", type=int, default=0, help="data loader worker processes (default: 0)")
@@ -50,13 +50,13 @@ def run(args: argparse.Namespace) -> None:
     from mug.evaluation.evaluate import EvalOptions, evaluate_checkpoint
     from mug.evaluation.significance import verdict
 
-    for flag, value in (("--max-samples", args.max_samples), ("--caption-samples", args.caption_samples)):
+    for flag, value in (("--max-samples", args.max_samples), ("--masked-samples", args.masked_samples)):
         if value is not None and value < 1:
             raise UserError(f"{flag} must be a positive integer, got {value}")
     opts = EvalOptions(
         batch_size=args.batch_size,
         max_samples=args.max_samples,
-        caption_samples=args.caption_samples,
+        masked_samples=args.masked_samples,
         device=args.device,
         num_workers=args.num_workers,
         seed=args.seed,

@@ -15,10 +15,10 @@ metrics.json is one flat object of floats; the names:
                              add nothing. The one number the registry compares models by (`TRANSFER_SCORE`).
   transfer/score_low, transfer/score_high   its 95% interval
   zero_shot/{label}          mug and clip: prompt-scoring accuracy on the same held-out half (size, colour, shape;
-                             mug's on its held-out images among the first `caption_samples`)
+                             mug's on its held-out images among the first `masked_samples`)
   recon/mse                  mae and mug: the model's loss_rec on masked patches, seeded masks
-  caption/perplexity         mug: on the eval captions
-  caption/bleu4, caption/cider   mug: of greedy captions from BOS, on the first `caption_samples` images
+  caption/perplexity, caption/bleu4, caption/cider   mug: on the eval captions, greedy captions from BOS
+(the last four from the masked pass, on the first `masked_samples` images)
 where {pool} is `cls` (CLS token) or `mean` (mean of the patch tokens) of the unmasked image, and {label} each
 label name found in the samples' .json ("labels": {"shape": ..., "colour": ..., ...}). Each label gets its own
 seeded 50/50 stratified split; digits get one too. confusion.json holds, under the same names, {"labels",
@@ -74,7 +74,7 @@ class EvalOptions:
     num_workers: int = 0
     seed: int = 0
     examples: int = 8  # reconstruction strips and captions shown in the report
-    caption_samples: int = 1000  # greedily captioned and zero-shot scored (MUG): 8x the cost of the features
+    masked_samples: int = 1000  # mae/mug: the masked pass (reconstruction, captions, zero-shot) reads this many
     progress: bool = True
 
 
@@ -220,7 +220,7 @@ def run_evaluation(checkpoint_dir: str | Path, data_urls: list[str], opts: EvalO
     grid = PromptGrid.build()
     masked = None
     if isinstance(model, MaskedGenerative):
-        masked = MaskedPass(model, tokenizer, grid, opts.seed, opts.examples, opts.caption_samples)
+        masked = MaskedPass(model, tokenizer, grid, opts.seed, opts.examples, opts.masked_samples)
     features, labels = _read_eval_set(model, tokenizer, data_urls, device, opts, masked)
     digits, digit_labels = digit_images(opts.max_samples, opts.seed)
     ev = Evaluation(str(directory), name, [str(u) for u in data_urls], len(labels), len(digit_labels))

@@ -4,8 +4,8 @@ error and, for MUG, caption likelihood, greedy captions and zero-shot prompt sco
 Captions are read from the masked encoding on purpose: the caption decoder was trained to describe an image from
 its visible patches only (and the paper's demo captions that way), so perplexity here is the training loss's
 quantity. Masks come from a generator seeded once, so two runs with the same batch size see the same masks.
-Greedy captions and zero-shot prompt scores cost 8x the features per image (a decoder pass per token, one per
-prompt), so they are read from the first `caption_samples` images only; perplexity and reconstruction from all.
+The pass costs up to 8x the plain features per image (greedy captions run the decoder once per token, zero-shot
+once per prompt), and a thousand images pin its figures down, so it reads the first `masked_samples` only.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from mug.tokenizer import CaptionTokenizer
 
 class MaskedPass:
     """Accumulates the masked pass batch by batch; `metrics()` at the end. Keeps the first `examples` images,
-    their reconstruction strips and their generated captions for the report, and captions and scores prompts
-    for the first `caption_samples`."""
+    their reconstruction strips and their generated captions for the report; ignores images after the first
+    `masked_samples`."""
 
     def __init__(
         self,
@@ -36,10 +36,10 @@ class MaskedPass:
         grid: PromptGrid,
         seed: int = 0,
         examples: int = 8,
-        caption_samples: int = 1000,
+        masked_samples: int = 1000,
     ):
         self.model, self.tokenizer, self.grid, self.examples = model, tokenizer, grid, examples
-        self.caption_samples = caption_samples
+        self.masked_samples = masked_samples
         self.noise = torch.Generator().manual_seed(seed)
         self.rec_sum, self.samples = 0.0, 0
         self.nll_sum, self.tokens = 0.0, 0
@@ -54,6 +54,10 @@ class MaskedPass:
     @torch.no_grad()
     def add(self, images: torch.Tensor, tokens: torch.Tensor | None) -> None:
         model, cfg = self.model, self.model.cfg
+        keep = self.masked_samples - self.samples
+        if keep <= 0:
+            return
+        images, tokens = images[:keep], tokens[:keep] if tokens is not None else None
         noise = torch.rand(len(images), cfg.encoder.num_patches, generator=self.noise).to(images.device)
         enc = model.encoder(images, cfg.objective.mask_ratio, noise)
         self.samples += len(images)
@@ -75,10 +79,6 @@ class MaskedPass:
         logprob, count = sequence_logprob(decoder, tokens, memory, decoder.cfg.pad_id)
         self.nll_sum -= logprob.sum().item()
         self.tokens += int(count.sum())
-        keep = self.caption_samples - len(self.hypotheses)
-        if keep <= 0:
-            return
-        tokens, latent, memory = tokens[:keep], latent[:keep], memory[:keep]
         generation = GenerationConfig(max_len=decoder.cfg.context_length - 1)  # the context bounds it
         ids = generate(decoder, latent, [tok.bos_id], tok.eos_id, tok.special_ids, generation)
         self.hypotheses += [tok.decode(row) for row in ids]
@@ -105,5 +105,5 @@ class MaskedPass:
         return list(zip(self.originals, self.hypotheses, self.references, strict=False))
 
     def scores(self) -> np.ndarray | None:
-        """Zero-shot prompt scores [N, P] of the first `caption_samples` samples, None without a caption decoder."""
+        """Zero-shot prompt scores [N, P] of the first `masked_samples` samples, None without a caption decoder."""
         return np.concatenate(self.prompt_scores) if self.prompt_scores else None
