@@ -1,6 +1,8 @@
 """The paper's 2x2 study in miniature: SimCLR, MAE, CLIP and MUG pre-trained like-for-like on the same web
 shards (same encoder preset, seed, steps, batch and optimiser recipe; only the objective differs), then each
-frozen encoder evaluated on the same labelled split. Writes OUT/paradigms.md and OUT/paradigms.json.
+frozen encoder evaluated on the same labelled split against its random-init floor, for each of `--seeds`, and
+beside a supervised ceiling (`benchmarks/ceiling.py`, `--ceiling`). Writes OUT/paradigms.md and
+OUT/paradigms.json; each run lives in OUT/seed-S/OBJECTIVE.
 
 Run from the repository root: `python benchmarks/paradigms.py --help`. Figures: docs/benchmarks.md.
 """
@@ -30,19 +32,12 @@ QUADRANTS = {
     "clip": ("multi-modal", "discriminative"),
     "mug": ("multi-modal", "generative"),
 }
-# Sized so that 4 trainings and 4 evaluations of the tiny preset take ~15 minutes on 2 quiet CPU cores (measured
-# 14.7), leaving room under 30 when other jobs share them.
-DEFAULT_STEPS, DEFAULT_BATCH = 300, 64
+# 800 steps: where MUG-tiny first clears its random-init floor on the sample corpus (300 does not; docs/benchmarks.md).
+DEFAULT_STEPS, DEFAULT_BATCH = 800, 64
 # MAE's recipe except base_lr: MAE's 1.5e-4 barely moves a model in a few hundred steps (lr = base_lr x batch / 256
 # = 3.75e-5 at batch 64); this one trains all four stably at this scale (short runs, docs/benchmarks.md).
 DEFAULT_BASE_LR = 1.5e-3
 TOKENIZER = Path("artifacts/tokenizer.json")
-ACCURACY_TABLES = (
-    ("Linear probe, CLS token", "probe_cls"),
-    ("Linear probe, mean of patch tokens", "probe_mean"),
-    ("kNN (k = 20, cosine), CLS token", "knn_cls"),
-    ("kNN (k = 20, cosine), mean of patch tokens", "knn_mean"),
-)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,10 +54,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="optimiser steps per objective")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="images per step (SimCLR: two views each)")
     p.add_argument("--base-lr", type=float, default=DEFAULT_BASE_LR, help="lr = base_lr x batch / 256, for all four")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="0", help="comma-separated: each seed trains and evaluates all objectives")
+    p.add_argument("--ceiling", help="a benchmarks/ceiling.py --out folder: its supervised model's probes as ceilings")
     p.add_argument("--objectives", default="simclr,mae,clip,mug", help="comma-separated subset of the four")
-    p.add_argument("--train", nargs="+", default=["data/train/{00000..00002}.tar"], help="pre-training shards")
-    p.add_argument("--eval", nargs="+", default=["data/eval/00000.tar"], help="labelled evaluation shards")
+    p.add_argument("--train", nargs="+", default=["data/train"], help="pre-training shards")
+    p.add_argument("--eval", nargs="+", default=["data/eval"], help="labelled evaluation shards")
     p.add_argument("--out", default="runs/paradigms", help="one folder per objective, and the tables, go here")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--num-workers", type=int, default=1, help="data-loader processes while training")
@@ -75,12 +71,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown or not args.objectives:
         p.error(f"--objectives takes some of {', '.join(QUADRANTS)}, got {', '.join(unknown) or 'none'}")
     args.objectives = [o for o in QUADRANTS if o in args.objectives]  # 2x2 order
+    try:
+        args.seeds = [int(seed) for seed in args.seeds.split(",")]
+    except ValueError:
+        p.error(f"--seeds takes comma-separated integers, got {args.seeds!r}")
     return args
 
 
-def pretrain(objective: str, args: argparse.Namespace) -> dict:
+def run_dir(args: argparse.Namespace, seed: int, objective: str) -> Path:
+    return Path(args.out) / f"seed-{seed}" / objective
+
+
+def pretrain(objective: str, seed: int, args: argparse.Namespace) -> dict:
     """Train one objective (or reuse a finished run); its seconds, images/s and losses."""
-    out = Path(args.out) / objective
+    out = run_dir(args, seed, objective)
     if not (args.reuse and (out / "summary.json").is_file()):
         cfg = load_train_config(
             overrides={
@@ -92,7 +96,7 @@ def pretrain(objective: str, args: argparse.Namespace) -> dict:
                 "steps": args.steps,
                 "batch_size": args.batch_size,
                 "base_lr": args.base_lr,
-                "seed": args.seed,
+                "seed": seed,
                 "device": args.device,
                 "num_workers": args.num_workers,
                 "ckpt_every": args.steps,  # no intermediate checkpoints: only the final model is written
@@ -123,13 +127,16 @@ def forward_gflops_per_image(model_dir: Path, batch_size: int) -> float:
     return counter.get_total_flops() / batch_size / 1e9
 
 
-def evaluate(objective: str, args: argparse.Namespace) -> tuple[dict[str, float], dict[str, float], list[str]]:
+def evaluate(
+    objective: str, seed: int, args: argparse.Namespace
+) -> tuple[dict[str, float], dict[str, float], list[str]]:
     """The frozen encoder's metrics, the majority-class rate of each task's test half (from the confusion
-    matrices: their rows are the true labels) and the task names in the evaluation's order."""
-    run = Path(args.out) / objective
+    matrices: their rows are the true labels) and the task names in the evaluation's order. Every seed's model
+    is probed on the same split (seed 0's), so seeds differ only in their training."""
+    run = run_dir(args, seed, objective)
     out = run / "eval"
     if not (args.reuse and (out / "metrics.json").is_file()):
-        opts = EvalOptions(max_samples=args.max_eval_samples, device=args.device, seed=args.seed)
+        opts = EvalOptions(max_samples=args.max_eval_samples, device=args.device, seed=0)
         evaluate_checkpoint(run / "model", args.eval, out, opts)
     metrics = json.loads((out / "metrics.json").read_text())
     chance = {}
@@ -141,27 +148,17 @@ def evaluate(objective: str, args: argparse.Namespace) -> tuple[dict[str, float]
     return metrics, chance, list(confusion)
 
 
-def task_columns(results: dict) -> list[str]:
+def task_columns(runs: dict) -> list[str]:
     """Label names in the order the evaluation found them, then the digits."""
-    labels = [k.split("/", 1)[1] for r in results.values() for k in r["tasks"] if k.startswith("probe_cls/")]
+    labels = [k.split("/", 1)[1] for r in runs.values() for k in r["tasks"] if k.startswith("probe_cls/")]
     return list(dict.fromkeys(labels)) + ["digits"]
-
-
-def metric(r: dict, method: str, task: str) -> float | None:
-    return r["metrics"].get(f"digits/{method}" if task == "digits" else f"{method}/{task}")
-
-
-def label_mean(r: dict, method: str, tasks: list[str]) -> float | None:
-    values = [metric(r, method, t) for t in tasks if t != "digits"]
-    values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else None
 
 
 def markdown_table(header: list[str], rows: list[list], higher_is_better: list[bool | None], fmt) -> str:
     """Cells formatted by `fmt`; the best value of each column with a direction in bold (ties all bold)."""
     best = []
     for j, direction in enumerate(higher_is_better):
-        values = [r[j] for r in rows if isinstance(r[j], int | float) and r[0] != "chance"]
+        values = [r[j] for r in rows if isinstance(r[j], int | float)]
         best.append(None if direction is None or not values else (max if direction else min)(values))
     lines = [
         "| " + " | ".join(header) + " |",
@@ -171,70 +168,67 @@ def markdown_table(header: list[str], rows: list[list], higher_is_better: list[b
         cells = []
         for j, value in enumerate(r):
             text = fmt(value, j)
-            bold = best[j] is not None and r[0] != "chance" and value == best[j]
-            cells.append(f"**{text}**" if bold else text)
+            cells.append(f"**{text}**" if best[j] is not None and value == best[j] else text)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def percent(value, _column: int) -> str:
-    return f"{100 * value:.1f}" if isinstance(value, float) else ("-" if value is None else str(value))
-
-
-def _score_cell(metrics: dict) -> str:
+def score_cell(metrics: dict) -> str:
     score, low, high = (metrics.get(f"transfer/score{end}") for end in ("", "_low", "_high"))
     return "-" if score is None else f"{score:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
-def _against_the_floor(results: dict, tasks: list[str]) -> str:
-    """Per objective and task: the CLS probe's lift over its own random-init floor, in points, with its interval."""
+def task_cell(metrics: dict, task: str) -> str:
+    """CLS probe accuracy, its floor and the lift over the floor in points with its 95% interval."""
+    name = "digits/probe_cls" if task == "digits" else f"probe_cls/{task}"
+    accuracy, floor = metrics.get(name), metrics.get(f"floor/{name}")
+    lift = [metrics.get(f"lift/{name}{end}") for end in ("", "_low", "_high")]
+    if accuracy is None or floor is None or None in lift:
+        return "-"
+    points = [f"{100 * value:+.1f}" for value in lift]
+    return f"{100 * accuracy:.1f} (floor {100 * floor:.1f}): {points[0]} [{points[1]}, {points[2]}]"
 
-    def lift(r: dict, task: str) -> str:
-        name = "digits/probe_cls" if task == "digits" else f"probe_cls/{task}"
-        values = [r["metrics"].get(f"lift/{name}{end}") for end in ("", "_low", "_high")]
-        floor = r["metrics"].get(f"floor/{name}")
-        if None in values or floor is None:
-            return "-"
-        return f"{100 * values[0]:+.1f} [{100 * values[1]:+.1f}, {100 * values[2]:+.1f}] (floor {100 * floor:.1f})"
 
-    lines = [
-        "| objective | transfer/score [95%] | " + " | ".join(tasks) + " |",
-        "|---|---|" + "---|" * len(tasks),
-        *(
-            f"| {o} | {_score_cell(r['metrics'])} | " + " | ".join(lift(r, t) for t in tasks) + " |"
-            for o, r in results.items()
-        ),
-    ]
+def against_floor_and_ceiling(results: dict, ceiling: dict | None, chance: dict, tasks: list[str]) -> str:
+    header = "| objective | seed | transfer/score [95%] | " + " | ".join(tasks) + " |"
+    lines = [header, "|---|---:|---|" + "---|" * len(tasks)]
+    for objective in QUADRANTS:
+        for seed, runs in results.items():
+            if objective in runs:
+                m = runs[objective]["metrics"]
+                lines.append(
+                    f"| {objective} | {seed} | {score_cell(m)} | " + " | ".join(task_cell(m, t) for t in tasks) + " |"
+                )
+    if ceiling is not None:
+        cells = " | ".join(task_cell(ceiling["metrics"], t) for t in tasks)
+        lines.append(f"| supervised ceiling | {ceiling['args']['seed']} | {score_cell(ceiling['metrics'])} | {cells} |")
+    lines.append(
+        "| majority class | | | " + " | ".join(f"{100 * chance[t]:.1f}" if t in chance else "-" for t in tasks) + " |"
+    )
     return (
-        "### Against the random-init floor (linear probe, CLS: lift over the floor in points [95% interval])\n\n"
+        "### Against the random-init floor (CLS linear probe: accuracy % (floor): lift in points [95% interval])\n\n"
         + "\n".join(lines)
     )
 
 
-def render(results: dict, chance: dict[str, float], args: argparse.Namespace, settings: dict) -> str:
-    tasks = task_columns(results)
-    parts = [
-        f"Paradigms, preset {args.preset}: {args.steps} steps x batch {args.batch_size} = "
-        f"{args.steps * args.batch_size} images seen each, base_lr {args.base_lr:g} (lr {settings['lr']:.2e}), "
-        f"seed {args.seed}, {args.threads} threads. Accuracy in % on the held-out half of each task "
-        f"({settings['test_sizes']}); best per column in bold; the chance row is the majority class.",
-    ]
-    for title, method in ACCURACY_TABLES:
-        header = ["objective", "quadrant"] + tasks + ["mean over labels"]
-        rows = [
-            [o, " ".join(QUADRANTS[o])] + [metric(r, method, t) for t in tasks] + [label_mean(r, method, tasks)]
-            for o, r in results.items()
+def two_by_two(results: dict) -> str:
+    def cell(objective: str) -> str:
+        scores = [
+            f"{score_cell(runs[objective]['metrics'])} (seed {seed})"
+            for seed, runs in results.items()
+            if objective in runs
         ]
-        rows.append(
-            ["chance", ""]
-            + [chance.get(t) for t in tasks]
-            + [label_mean({"metrics": {f"{method}/{t}": chance[t] for t in chance}}, method, tasks)]
-        )
-        parts.append(
-            f"### {title}\n\n" + markdown_table(header, rows, [None, None] + [True] * (len(tasks) + 1), percent)
-        )
+        return f"{objective}: " + "<br>".join(scores) if scores else "-"
 
-    def compute_cell(value, column: int) -> str:
+    return (
+        "### The 2x2 of transfer/score (0 = the random-init floor; 95% interval)\n\n"
+        "| | discriminative | generative |\n|---|---|---|\n"
+        f"| single-modal | {cell('simclr')} | {cell('mae')} |\n| multi-modal | {cell('clip')} | {cell('mug')} |"
+    )
+
+
+def compute_table(runs: dict, args: argparse.Namespace) -> str:
+    def cell(value, column: int) -> str:
         if value is None:
             return "-"
         return [str, str, "{:.0f}".format, "{:.1f}".format, "{:.2f}".format, "{:.1f}".format, str][column](value)
@@ -249,34 +243,30 @@ def render(results: dict, chance: dict[str, float], args: argparse.Namespace, se
         "loss (first -> final)",
     ]
     rows = []
-    for o, r in results.items():
+    for o, r in runs.items():
         t = r["train"]
-        tflop = 3 * r["gflops"] * args.steps * args.batch_size / 1e3 if r["gflops"] is not None else None
+        tflop = 3 * r["gflops"] * args.steps * args.batch_size / 1e3
         loss = f"{t['first_loss']:.3f} (step {t['first_loss_step']}) -> {t['final_losses']['loss']:.3f}"
-        parts_ = {k: v for k, v in t["final_losses"].items() if k.startswith("loss_")}
-        if len(parts_) > 1:
-            loss += " (" + ", ".join(f"{k[5:]} {v:.3f}" for k, v in sorted(parts_.items())) + ")"
+        parts = {k: v for k, v in t["final_losses"].items() if k.startswith("loss_")}
+        if len(parts) > 1:
+            loss += " (" + ", ".join(f"{k[5:]} {v:.3f}" for k, v in sorted(parts.items())) + ")"
         rows.append([o, " ".join(QUADRANTS[o]), t["seconds"], t["images_per_s"], r["gflops"], tflop, loss])
-    parts.append(
-        "### Compute (train TFLOP ≈ 3 x forward x images seen)\n\n"
-        + markdown_table(header, rows, [None, None, False, True, False, False, None], compute_cell)
+    return "### Compute (train TFLOP ≈ 3 x forward x images seen)\n\n" + markdown_table(
+        header, rows, [None, None, False, True, False, False, None], cell
     )
 
-    parts.append(_against_the_floor(results, tasks))
-    grid = {o: label_mean(r, "probe_cls", tasks) for o, r in results.items()}
-    cell = lambda o: f"{o}: {percent(grid[o], 0)}" if o in grid else "-"  # noqa: E731
-    parts.append(
-        "### The 2x2 (linear probe, CLS, mean accuracy over labels, %)\n\n"
-        "| | discriminative | generative |\n|---|---|---|\n"
-        f"| single-modal | {cell('simclr')} | {cell('mae')} |\n| multi-modal | {cell('clip')} | {cell('mug')} |"
+
+def render(results: dict, chance: dict, ceiling: dict | None, args: argparse.Namespace, settings: dict) -> str:
+    tasks = task_columns(next(iter(results.values())))
+    first = next(iter(results))
+    intro = (
+        f"Paradigms, preset {args.preset}: {args.steps} steps x batch {args.batch_size} = "
+        f"{args.steps * args.batch_size} images seen each, base_lr {args.base_lr:g} (lr {settings['lr']:.2e}), "
+        f"seeds {', '.join(map(str, results))}, {args.threads} threads; held-out images per task: "
+        f"{settings['test_sizes']}. Each model's floor is its own architecture at random init."
     )
-    scored = {o: _score_cell(r["metrics"]) for o, r in results.items()}
-    cell = lambda o: f"{o}: {scored[o]}" if o in scored else "-"  # noqa: E731
-    parts.append(
-        "### The 2x2 of transfer/score (0 = the random-init floor; 95% interval)\n\n"
-        "| | discriminative | generative |\n|---|---|---|\n"
-        f"| single-modal | {cell('simclr')} | {cell('mae')} |\n| multi-modal | {cell('clip')} | {cell('mug')} |"
-    )
+    parts = [intro, against_floor_and_ceiling(results, ceiling, chance, tasks), two_by_two(results)]
+    parts.append(f"Seed {first}:\n\n" + compute_table(results[first], args))
     return "\n\n".join(parts) + "\n"
 
 
@@ -286,29 +276,33 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results, chance = {}, {}
-    for i, objective in enumerate(args.objectives, 1):
-        print(f"[{i}/{len(args.objectives)}] {objective} ({', '.join(QUADRANTS[objective])}): pre-training", flush=True)
-        trained = pretrain(objective, args)
-        print(f"[{i}/{len(args.objectives)}] {objective}: evaluating the frozen encoder", flush=True)
-        metrics, chance_, tasks = evaluate(objective, args)
-        chance.update(chance_)
-        gflops = forward_gflops_per_image(out / objective / "model", min(args.batch_size, 16))
-        results[objective] = {
-            "quadrant": QUADRANTS[objective],
-            "train": trained,
-            "gflops": gflops,
-            "metrics": metrics,
-            "tasks": tasks,
-        }
-        print(
-            f"[{i}/{len(args.objectives)}] {objective}: trained in {trained['seconds']:.0f} s "
-            f"({trained['images_per_s']:.1f} images/s), final loss {trained['final_losses']['loss']:.4f}; "
-            f"{time.perf_counter() - started:.0f} s so far",
-            flush=True,
-        )
+    results: dict[int, dict] = {}
+    chance: dict[str, float] = {}
+    total = len(args.seeds) * len(args.objectives)
+    for seed in args.seeds:
+        results[seed] = {}
+        for objective in args.objectives:
+            tag = f"[seed {seed}, {len(results[seed]) + 1}/{len(args.objectives)}] {objective}"
+            print(f"{tag} ({', '.join(QUADRANTS[objective])}): pre-training", flush=True)
+            trained = pretrain(objective, seed, args)
+            print(f"{tag}: evaluating the frozen encoder", flush=True)
+            metrics, chance_, tasks = evaluate(objective, seed, args)
+            chance.update(chance_)
+            model = run_dir(args, seed, objective) / "model"
+            gflops = forward_gflops_per_image(model, min(args.batch_size, 16))
+            results[seed][objective] = {
+                "quadrant": QUADRANTS[objective], "train": trained, "gflops": gflops, "metrics": metrics, "tasks": tasks
+            }  # fmt: skip
+            print(
+                f"{tag}: trained in {trained['seconds']:.0f} s ({trained['images_per_s']:.1f} images/s), final loss "
+                f"{trained['final_losses']['loss']:.4f}, transfer/score {score_cell(metrics)}; "
+                f"{time.perf_counter() - started:.0f} s so far ({total} runs in all)",
+                flush=True,
+            )
+    ceiling = json.loads((Path(args.ceiling) / "ceiling.json").read_text()) if args.ceiling else None
 
-    confusion = json.loads((out / args.objectives[0] / "eval" / "confusion.json").read_text())
+    first = run_dir(args, args.seeds[0], args.objectives[0])
+    confusion = json.loads((first / "eval" / "confusion.json").read_text())
     test_sizes = {
         ("digits" if k.startswith("digits") else k.split("/", 1)[1]): sum(map(sum, v["matrix"]))
         for k, v in confusion.items()
@@ -321,24 +315,24 @@ def main(argv: list[str] | None = None) -> int:
         "images_seen": args.steps * args.batch_size,
         "base_lr": args.base_lr,
         "lr": args.base_lr * args.batch_size / 256,
-        "seed": args.seed,
+        "seeds": args.seeds,
         "threads": args.threads,
         "num_workers": args.num_workers,
         "train": args.train,
         "eval": args.eval,
         "max_eval_samples": args.max_eval_samples,
+        "ceiling": args.ceiling,
         "test_sizes": ", ".join(f"{k} {v}" for k, v in test_sizes.items()),
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}, python {platform.python_version()}",
     }
-    table = render(results, chance, args, settings)
-    total = time.perf_counter() - started
+    table = render(results, chance, ceiling, args, settings)
+    seconds = time.perf_counter() - started
     (out / "paradigms.md").write_text(table)
-    (out / "paradigms.json").write_text(
-        json.dumps({"settings": settings, "chance": chance, "objectives": results, "total_seconds": total}, indent=2)
-    )
+    dump = {"settings": settings, "chance": chance, "seeds": results, "ceiling": ceiling, "total_seconds": seconds}
+    (out / "paradigms.json").write_text(json.dumps(dump, indent=2))
     print("\n" + table)
-    print(f"wrote {out / 'paradigms.md'} and {out / 'paradigms.json'}; total wall time {total / 60:.1f} min")
+    print(f"wrote {out / 'paradigms.md'} and {out / 'paradigms.json'}; total wall time {seconds / 60:.1f} min")
     return 0
 
 
