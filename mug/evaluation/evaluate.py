@@ -253,8 +253,8 @@ def run_evaluation(checkpoint_dir: str | Path, data_urls: list[str], opts: EvalO
         y = values[have].astype(str)
         subset = [{k: f[have] for k, f in part.items()} for part in (features, floor)]
         test = _transfer(ev, label, *subset, y, opts.seed)
-        if zero_shot is not None and label in zero_shot:
-            scored = test[have[test] < len(zero_shot[label])]  # held-out images among those scored
+        scored = test[have[test] < len(zero_shot[label])] if zero_shot and label in zero_shot else test[:0]
+        if len(scored):  # held-out images among those scored (mug scores the first `masked_samples`)
             predicted = zero_shot[label][have[scored]]
             ev.metrics[f"zero_shot/{label}"] = accuracy(predicted, y[scored])
             ev.confusion[f"zero_shot/{label}"] = confusion(y[scored], predicted)
