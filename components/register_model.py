@@ -14,11 +14,13 @@ def register_model(
     model_name: str,
     pipeline_run: str,
     registration: Output[Artifact],
+    training_noise: float,
     baseline: Input[Metrics] = None,
 ):
     """Register the checkpoint with its evaluation (metrics and per-image outcomes) and lineage (data md5/revision,
     code version, the run that made it); the registry moves `candidate` to it, and `production` if the model gate
-    says it beats production (`baseline`, production's evaluation on the same eval data, when given)."""
+    says it beats production (`baseline`, production's evaluation on the same eval data, when given) beyond the
+    eval images' noise and `training_noise`."""
     from mug.steps import register
 
     result = register(
@@ -31,6 +33,7 @@ def register_model(
         metrics_dir=metrics.path,
         baseline=baseline.metadata if baseline is not None else None,
         baseline_dir=baseline.path if baseline is not None else None,
+        training_noise=training_noise,
     )
     registration.uri = result.model_uri
     registration.metadata.update(

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from mug.errors import UserError
 from mug.evaluation.significance import OUTCOMES, Outcomes, read_outcomes, write_outcomes
-from mug.promotion import SCORE, Decision, Evidence, decide
+from mug.promotion import SCORE, TRAINING_NOISE, Decision, Evidence, decide
 
 DEFAULT_MODEL_NAME = "mug-encoder"
 CANDIDATE, PRODUCTION = "candidate", "production"
@@ -244,11 +244,13 @@ def register_model(
     uri: str | None = None,
     outcomes: Outcomes | None = None,
     baseline: Evidence | None = None,
+    training_noise: float = TRAINING_NOISE,
 ) -> Registration:
     """Record `checkpoint_dir` as a new version of `name` with its eval `metrics` and per-image `outcomes`, move
     `candidate` to it, and `production` if the model gate (`mug.promotion.decide`) says it is better than
     production: than `baseline` (production evaluated next to this model on the same eval data, in a retraining
-    run) when given, else than the evaluation stored with production.
+    run) when given, else than the evaluation stored with production; `training_noise` is the gate's allowance for
+    the spread between re-seeded trainings (`mug.promotion`).
 
     The lineage keys (data revision/md5, pipeline run, ...) are the caller's; the checkpoint's code_version is added
     when the caller gives none. A failure after the version was created deletes it again, so no half-recorded
@@ -265,7 +267,7 @@ def register_model(
         incumbent = None
         if production is not None:
             incumbent = (production[0], baseline or _evidence(client, name, production[0], Path(tmp)))
-        decision = decide(candidate, incumbent)
+        decision = decide(candidate, incumbent, training_noise)
         card = model_card(name, metadata, metrics, lineage, decision, [p.name for p in _files(checkpoint)])
         run_id = _log_run(
             client, name, checkpoint, metadata, metrics, lineage, card, outcomes, Path(tmp), _artifact_root(uri)

@@ -233,11 +233,13 @@ def register(
     metrics_dir: str | Path | None = None,
     baseline: dict[str, Any] | None = None,
     baseline_dir: str | Path | None = None,
+    training_noise: float | None = None,
 ):
     """Register the checkpoint with its eval `metrics` (and the outcomes in `metrics_dir`) and the lineage its
     Model artifact carries (data md5 and revision, code version, the run that made it); `baseline` (and
-    `baseline_dir`) is production's evaluation on the same eval data, when the pipeline measured it. Returns the
-    registry's `Registration`."""
+    `baseline_dir`) is production's evaluation on the same eval data, when the pipeline measured it;
+    `training_noise` the gate's allowance (None: `mug.promotion.TRAINING_NOISE`). Returns the registry's
+    `Registration`."""
     from mug.registry import register_model
 
     lineage = {key: str(model_metadata[key]) for key in LINEAGE_KEYS if model_metadata.get(key) not in (None, "")}
@@ -250,15 +252,25 @@ def register(
         registry_uri or None,
         outcomes=candidate.outcomes,
         baseline=evidence(baseline, baseline_dir) if baseline is not None else None,
+        **_allowance(training_noise),
     )
 
 
+def _allowance(training_noise: float | None) -> dict[str, float]:
+    """The gate's `training_noise` argument when a caller chose one; the gate's measured default otherwise."""
+    return {} if training_noise is None else {"training_noise": float(training_noise)}
+
+
 def decide_promotion(
-    candidate: Evidence, registry_uri: str | None, model_name: str, baseline: Evidence | None = None
+    candidate: Evidence,
+    registry_uri: str | None,
+    model_name: str,
+    baseline: Evidence | None = None,
+    training_noise: float | None = None,
 ) -> tuple[bool, str]:
     """The test a pipeline branches on, with its reason: the model gate (`mug.promotion.decide`) on the
     candidate's `evidence` against production's: `baseline`'s (production evaluated on the same eval data) when
-    given, else what the registry kept of production's evaluation."""
+    given, else what the registry kept of production's evaluation; `training_noise` as in `register`."""
     from mug.promotion import decide
     from mug.registry import production_evidence, production_score
 
@@ -267,7 +279,7 @@ def decide_promotion(
     else:  # production was evaluated in this run: only its version is needed from the registry
         version = production_score(model_name, registry_uri or None)
         production = None if version is None else (version[0], baseline)
-    decision = decide(candidate, production)
+    decision = decide(candidate, production, **_allowance(training_noise))
     return decision.promote, decision.reason
 
 

@@ -107,6 +107,7 @@ def _registration_line(registered: bool, evaluation, arguments: dict, baseline=N
     """The version the run registered and the gate's reason, or why it registered none: the registry and the
     pipeline's own test (`mug.steps.decide_promotion`) are the sources, since a task inside dsl.If cannot be a
     pipeline output."""
+    from mug.promotion import TRAINING_NOISE
     from mug.registry import list_versions
     from mug.steps import decide_promotion, evidence
 
@@ -115,7 +116,8 @@ def _registration_line(registered: bool, evaluation, arguments: dict, baseline=N
         newest = list_versions(name, uri)[0]
         return f"registered: {name} v{newest.version} ({', '.join(newest.aliases)}): {newest.tags.get('decision', '')}"
     production = evidence(baseline.metadata, baseline.path) if baseline is not None else None
-    reason = decide_promotion(evidence(evaluation.metadata, evaluation.path), uri, name, production)[1]
+    noise = arguments.get("training_noise", TRAINING_NOISE)
+    reason = decide_promotion(evidence(evaluation.metadata, evaluation.path), uri, name, production, noise)[1]
     return f"not registered: {reason}"
 
 

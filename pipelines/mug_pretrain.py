@@ -9,6 +9,7 @@ from kfp import dsl
 from kfp.dsl import HTML, Metrics, Model
 
 from components import beats_production, register_model
+from mug.promotion import TRAINING_NOISE
 from pipelines import tasks
 from pipelines.platform import step
 
@@ -56,10 +57,12 @@ def mug_pretrain(
     eval_max_samples: int = 0,
     registry_uri: str = "",
     model_name: str = MODEL_NAME,
+    training_noise: float = TRAINING_NOISE,
 ) -> Outputs:
     """`data_revision` "" records the git commit holding the data; `thresholds` {} is the shipped gate;
     `settings` any other TrainConfig field; `nproc` training processes per pod (0: one per GPU); `registry_uri`
-    "" is $MUG_REGISTRY_URI or the local sqlite registry."""
+    "" is $MUG_REGISTRY_URI or the local sqlite registry; `training_noise` the spread of transfer/score between
+    re-seeded trainings of this recipe, which a new model's lead over production must exceed (`mug.promotion`)."""
     gate = tasks.gate(
         data=data, data_revision=data_revision, tokenizer=tokenizer, thresholds=thresholds, min_side=min_side
     )
@@ -86,7 +89,12 @@ def mug_pretrain(
         device=device,
     )
     decision = step(
-        beats_production(candidate=evaluation.outputs["metrics"], registry_uri=registry_uri, model_name=model_name)
+        beats_production(
+            candidate=evaluation.outputs["metrics"],
+            registry_uri=registry_uri,
+            model_name=model_name,
+            training_noise=training_noise,
+        )
     )
     with dsl.If(decision.output == True):  # noqa: E712 (a pipeline condition, compiled, not evaluated here)
         step(
@@ -96,6 +104,7 @@ def mug_pretrain(
                 registry_uri=registry_uri,
                 model_name=model_name,
                 pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                training_noise=training_noise,
             )
         )
     return Outputs(

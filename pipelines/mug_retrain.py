@@ -10,6 +10,7 @@ from kfp import dsl
 from kfp.dsl import HTML, Metrics, Model
 
 from components import beats_production, production_model, register_model
+from mug.promotion import TRAINING_NOISE
 from pipelines import tasks
 from pipelines.mug_pretrain import DATA, DEMO_SETTINGS, DEMO_STEPS, EVAL_DATA, MODEL_NAME, TOKENIZER
 from pipelines.platform import step
@@ -44,6 +45,7 @@ def mug_retrain(
     eval_max_samples: int = 0,
     registry_uri: str = "",
     model_name: str = MODEL_NAME,
+    training_noise: float = TRAINING_NOISE,
 ) -> Outputs:
     """The objective and model come from the production version; `tokenizer` only feeds the gate's token-length
     check (training keeps the production model's). Other parameters as in mug-pretrain."""
@@ -76,6 +78,7 @@ def mug_retrain(
             candidate=evaluations["new"].outputs["metrics"],
             registry_uri=registry_uri,
             model_name=model_name,
+            training_noise=training_noise,
             production=evaluations["production"].outputs["metrics"],
         )
     )
@@ -87,6 +90,7 @@ def mug_retrain(
                 registry_uri=registry_uri,
                 model_name=model_name,
                 pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                training_noise=training_noise,
                 baseline=evaluations["production"].outputs["metrics"],
             )
         )

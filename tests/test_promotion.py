@@ -2,7 +2,10 @@
 
 import math
 
-from mug.promotion import Evidence, decide
+import pytest
+
+from mug.errors import UserError
+from mug.promotion import TRAINING_NOISE, Evidence, decide
 from tests.test_significance import outcomes
 
 RATES = {"shape": (0.40, 0.14), "count": (0.50, 0.30), "relation": (0.60, 0.50)}
@@ -36,19 +39,41 @@ def test_a_reseeded_model_does_not_move_production_either_way():
         assert decision.figures["paired"] == 1.0 and decision.figures["difference_low"] < 0
 
 
+def test_a_lead_within_the_training_noise_does_not_move_production():
+    """8 points on every task is beyond the eval images' noise, but not beyond the spread between two trainings
+    of one recipe (the sample corpus's MUG runs differ by that much with another data order)."""
+    ahead = evidence({t: (m + 0.08, f) for t, (m, f) in RATES.items()}, seed=3)
+    decision = decide(ahead, (4, evidence(RATES, seed=1)))
+    assert not decision.promote and "not better beyond the noise" in decision.reason
+    assert decision.figures["difference_low"] > 0 > decision.figures["difference_with_training_noise_low"]
+    assert decision.figures["training_noise"] == TRAINING_NOISE
+    assert f"training noise {TRAINING_NOISE:.3f}" in decision.reason
+    images_only = decide(ahead, (4, evidence(RATES, seed=1)), training_noise=0)
+    assert images_only.promote
+    assert images_only.figures["difference_with_training_noise_low"] == images_only.figures["difference_low"]
+
+
 def test_a_clearly_better_model_moves_production():
-    better = evidence({t: (m + 0.08, f) for t, (m, f) in RATES.items()}, seed=3)
+    better = evidence({t: (m + 0.2, f) for t, (m, f) in RATES.items()}, seed=3)
     decision = decide(better, (4, evidence(RATES, seed=1)))
     assert decision.promote and "paired bootstrap" in decision.reason and "v4" in decision.reason
-    assert decision.figures["difference_low"] > 0
+    assert decision.figures["difference_with_training_noise_low"] > 0
+
+
+def test_training_noise_must_be_a_standard_deviation():
+    with pytest.raises(UserError, match="training_noise must be a standard deviation >= 0, got -0.1"):
+        decide(evidence(RATES, seed=1), None, training_noise=-0.1)
 
 
 def test_without_outcomes_on_the_same_images_the_intervals_must_not_overlap():
     production = Evidence({"transfer/score": 0.30, "transfer/score_low": 0.25, "transfer/score_high": 0.35})
     overlapping = Evidence({"transfer/score": 0.38, "transfer/score_low": 0.33, "transfer/score_high": 0.43})
     apart = Evidence({"transfer/score": 0.45, "transfer/score_low": 0.40, "transfer/score_high": 0.50})
+    far_apart = Evidence({"transfer/score": 0.60, "transfer/score_low": 0.55, "transfer/score_high": 0.65})
     assert not decide(overlapping, (1, production)).promote
-    decision = decide(apart, (1, production))
+    assert decide(apart, (1, production), training_noise=0).promote
+    assert not decide(apart, (1, production)).promote  # apart, but not once each allows for its training's noise
+    decision = decide(far_apart, (1, production))
     assert decision.promote and "unpaired" in decision.reason and decision.figures["paired"] == 0.0
 
 

@@ -78,28 +78,30 @@ def test_first_registration_above_the_floor_becomes_production(checkpoint, uri):
 
 
 def test_only_a_model_better_beyond_the_noise_moves_production(checkpoint, uri):
-    """No outcomes stored: the unpaired rule, whose intervals must not overlap."""
+    """No outcomes stored: the unpaired rule, whose intervals, widened by the training noise, must not overlap."""
     register(checkpoint, uri, 0.5)
-    better = register(checkpoint, uri, 0.7)
+    better = register(checkpoint, uri, 0.8)
     assert better.promoted and (better.production_version, better.production_score) == (1, 0.5)
-    worse, close = register(checkpoint, uri, 0.6), register(checkpoint, uri, 0.75)
+    worse, close = register(checkpoint, uri, 0.7), register(checkpoint, uri, 0.9)
     assert not worse.promoted and not close.promoted and worse.aliases == ["candidate"]
     assert "not clearly better, production stays" in close.reason and "v2" in close.reason
-    assert production_score(uri=uri) == (2, 0.7)
+    assert register(checkpoint, uri, 0.95, training_noise=0).promoted  # apart by the images' noise alone
+    assert production_score(uri=uri) == (5, 0.95)
     assert [(v.version, v.aliases) for v in list_versions(uri=uri)] == [
-        (4, ["candidate"]),
+        (5, ["candidate", "production"]),
+        (4, []),
         (3, []),
-        (2, ["production"]),
+        (2, []),
         (1, []),
     ]
 
 
 def test_a_retraining_run_compares_with_production_measured_on_the_same_data(checkpoint, uri):
-    """Production scored 0.9 on older eval data, 0.6 next to the new model on today's: 0.75 beats it."""
+    """Production scored 0.9 on older eval data, 0.4 next to the new model on today's: 0.75 beats it."""
     register(checkpoint, uri, 0.9)
-    retrained = register(checkpoint, uri, 0.75, baseline=Evidence(scored(0.6)))
-    assert retrained.promoted and "production v1's 0.6000" in retrained.reason
-    assert not register(checkpoint, uri, 0.5, baseline=Evidence(scored(0.6))).promoted
+    retrained = register(checkpoint, uri, 0.75, baseline=Evidence(scored(0.4)))
+    assert retrained.promoted and "production v1's 0.4000" in retrained.reason
+    assert not register(checkpoint, uri, 0.5, baseline=Evidence(scored(0.4))).promoted
 
 
 def test_outcomes_stored_with_production_pair_the_next_candidate(checkpoint, uri, tmp_path):
@@ -110,11 +112,11 @@ def test_outcomes_stored_with_production_pair_the_next_candidate(checkpoint, uri
     reseeded = evidence(rates, seed=2)
     again = register_model(checkpoint, reseeded.metrics, LINEAGE, uri=uri, outcomes=reseeded.outcomes)
     assert not again.promoted and "paired bootstrap" in again.reason
-    better = evidence({t: (m + 0.1, f) for t, (m, f) in rates.items()}, seed=3)
+    better = evidence({t: (m + 0.2, f) for t, (m, f) in rates.items()}, seed=3)
     moved = register_model(checkpoint, better.metrics, LINEAGE, uri=uri, outcomes=better.outcomes)
     assert moved.promoted and "better beyond the noise" in moved.reason
     tags = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version("mug-encoder", "3").tags
-    assert float(tags["gate.difference_low"]) > 0 and tags["gate.paired"] == "1.0"
+    assert float(tags["gate.difference_with_training_noise_low"]) > 0 and tags["gate.paired"] == "1.0"
     card = read_model_card(3, uri=uri)
     assert "## Promotion" in card and "better beyond the noise" in card and "| task | accuracy" in card
     assert "outcomes.json" in {p.name for p in download_model(3, tmp_path / "dl", uri=uri).iterdir()}
@@ -156,7 +158,7 @@ def test_artifacts_download_as_a_loadable_checkpoint(checkpoint, uri, tmp_path):
 def test_concurrent_registrations_get_distinct_versions_and_the_best_wins(checkpoint, tmp_path):
     """Three processes started together on a registry with no database yet: they also race to create it."""
     uri = f"sqlite:///{tmp_path}/fresh/mlflow.db"
-    scores = [0.6, 0.9, 0.7]  # +-0.05: whichever order they land in, 0.9 ends in production
+    scores = [0.4, 0.9, 0.6]  # +-0.05: whichever order they land in, 0.9 ends in production
     spawn = multiprocessing.get_context("spawn")  # a forked child would share the parent's sqlite connections
     procs = [
         spawn.Process(target=register_model, args=(str(checkpoint), scored(s), LINEAGE, "mug-encoder", uri))
@@ -243,5 +245,6 @@ def test_the_pipeline_step_registers_with_the_model_artifacts_lineage(checkpoint
     )  # against production on the same data
     from mug.steps import decide_promotion
 
-    promote, reason = decide_promotion(Evidence(scored(0.9)), uri, "mug-encoder", baseline=Evidence(scored(0.7)))
-    assert promote and "production v1's 0.7000" in reason  # the baseline's figures, the registry's version
+    promote, reason = decide_promotion(Evidence(scored(0.9)), uri, "mug-encoder", baseline=Evidence(scored(0.6)))
+    assert promote and "production v1's 0.6000" in reason  # the baseline's figures, the registry's version
+    assert not decide_promotion(Evidence(scored(0.9)), uri, "mug-encoder", Evidence(scored(0.6)), training_noise=0.2)[0]
