@@ -40,9 +40,10 @@ def test_a_reseeded_model_does_not_move_production_either_way():
 
 
 def test_a_lead_within_the_training_noise_does_not_move_production():
-    """8 points on every task is beyond the eval images' noise, but not beyond the spread between two trainings
-    of one recipe (the sample corpus's MUG runs differ by that much with another data order)."""
-    ahead = evidence({t: (m + 0.08, f) for t, (m, f) in RATES.items()}, seed=3)
+    """5 points on every task (+0.07 transfer/score) is beyond the eval images' noise, but not beyond the spread
+    between two trainings of one recipe (the sample corpus's MUG runs differ by that much with another data
+    order)."""
+    ahead = evidence({t: (m + 0.05, f) for t, (m, f) in RATES.items()}, seed=3)
     decision = decide(ahead, (4, evidence(RATES, seed=1)))
     assert not decision.promote and "not better beyond the noise" in decision.reason
     assert decision.figures["difference_low"] > 0 > decision.figures["difference_with_training_noise_low"]
@@ -50,7 +51,9 @@ def test_a_lead_within_the_training_noise_does_not_move_production():
     assert f"training noise {TRAINING_NOISE:.3f}" in decision.reason
     images_only = decide(ahead, (4, evidence(RATES, seed=1)), training_noise=0)
     assert images_only.promote
-    assert images_only.figures["difference_with_training_noise_low"] == images_only.figures["difference_low"]
+    assert images_only.figures["difference_with_training_noise_low"] == pytest.approx(
+        images_only.figures["difference_low"]
+    )
 
 
 def test_a_clearly_better_model_moves_production():
