@@ -20,12 +20,11 @@ from pathlib import Path
 import yaml
 from matplotlib.figure import Figure
 
+from mug.data.synth import SEMANTIC_LABELS
 from mug.evaluation.evaluate import HEADLINE, TRANSFER_SCORE, EvalOptions, evaluate_checkpoint
 from mug.train.config import load_train_config
 from mug.train.loop import train
 from mug.train.state import checkpoints
-
-SEMANTIC = ("shape", "count", "relation")  # the labels random features cannot read (docs/corpus.md)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -85,7 +84,7 @@ def row(objective: str, step: int, images: int, m: dict[str, float]) -> str:
     def interval(key: str) -> str:
         return f"{m[key]:+.3f} [{m[key + '_low']:+.3f}, {m[key + '_high']:+.3f}]"
 
-    lifts = [interval(f"lift/{HEADLINE}/{label}") for label in SEMANTIC]
+    lifts = [interval(f"lift/{HEADLINE}/{label}") for label in SEMANTIC_LABELS]
     return f"| {objective} | {step} | {images:,} | {interval(TRANSFER_SCORE)} | " + " | ".join(lifts) + " |"
 
 
@@ -123,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             metrics = evaluate(checkpoint, args)
             points[objective].append({"step": step, "images": step * args.batch_size, "metrics": metrics})
     header = [f"| objective | step | images seen | {TRANSFER_SCORE} [95%] | "
-              + " | ".join(f"lift {label} [95%]" for label in SEMANTIC) + " |",
-              "|---|---:|---:|---:|" + "---:|" * len(SEMANTIC)]  # fmt: skip
+              + " | ".join(f"lift {label} [95%]" for label in SEMANTIC_LABELS) + " |",
+              "|---|---:|---:|---:|" + "---:|" * len(SEMANTIC_LABELS)]  # fmt: skip
     lines = [row(o, p["step"], p["images"], p["metrics"]) for o, series in points.items() for p in series]
     table = "\n".join(header + lines) + "\n"
     (out / "learning_curve.md").write_text(table)

@@ -21,7 +21,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from train_step import make_batch  # benchmarks/ is on sys.path when this file runs as a script
 
 from mug.checkpoint import load_checkpoint
+from mug.data.synth import SEMANTIC_LABELS
 from mug.evaluation.evaluate import EvalOptions, evaluate_checkpoint
+from mug.evaluation.significance import OUTCOMES, read_outcomes, summarize
 from mug.train.config import load_train_config
 from mug.train.loop import train
 
@@ -138,7 +140,7 @@ def evaluate(
     if not (args.reuse and (out / "metrics.json").is_file()):
         opts = EvalOptions(max_samples=args.max_eval_samples, device=args.device, seed=0)
         evaluate_checkpoint(run / "model", args.eval, out, opts)
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text()) | semantic_score(out)
     chance = {}
     confusion = json.loads((out / "confusion.json").read_text())  # keeps the evaluation's label order
     for name, cm in confusion.items():
@@ -146,6 +148,19 @@ def evaluate(
             rows = [sum(row) for row in cm["matrix"]]
             chance["digits" if name.startswith("digits") else name.split("/", 1)[1]] = max(rows) / sum(rows)
     return metrics, chance, list(confusion)
+
+
+SEMANTIC = "transfer/semantic"  # transfer/score on the semantic labels alone: what the nuisances cannot move
+
+
+def semantic_score(eval_dir: Path) -> dict[str, float]:
+    """transfer/score and its interval over the semantic labels only, from the evaluation's per-image outcomes."""
+    outcomes = read_outcomes(eval_dir / OUTCOMES) or {}
+    semantic = {task: outcome for task, outcome in outcomes.items() if task in SEMANTIC_LABELS}
+    if not semantic:
+        return {}
+    summary = summarize(semantic)
+    return {SEMANTIC + end: summary["score" + end] for end in ("", "_low", "_high")}
 
 
 def task_columns(runs: dict) -> list[str]:
@@ -173,8 +188,8 @@ def markdown_table(header: list[str], rows: list[list], higher_is_better: list[b
     return "\n".join(lines)
 
 
-def score_cell(metrics: dict) -> str:
-    score, low, high = (metrics.get(f"transfer/score{end}") for end in ("", "_low", "_high"))
+def score_cell(metrics: dict, name: str = "transfer/score") -> str:
+    score, low, high = (metrics.get(f"{name}{end}") for end in ("", "_low", "_high"))
     return "-" if score is None else f"{score:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
@@ -190,20 +205,23 @@ def task_cell(metrics: dict, task: str) -> str:
 
 
 def against_floor_and_ceiling(results: dict, ceiling: dict | None, chance: dict, tasks: list[str]) -> str:
-    header = "| objective | seed | transfer/score [95%] | " + " | ".join(tasks) + " |"
-    lines = [header, "|---|---:|---|" + "---|" * len(tasks)]
+    header = (
+        f"| objective | seed | transfer/score [95%] | {', '.join(SEMANTIC_LABELS)} only | " + " | ".join(tasks) + " |"
+    )
+    lines = [header, "|---|---:|---|---|" + "---|" * len(tasks)]
+
+    def row(name: str, seed, metrics: dict) -> str:
+        scores = f"{score_cell(metrics)} | {score_cell(metrics, SEMANTIC)}"
+        return f"| {name} | {seed} | {scores} | " + " | ".join(task_cell(metrics, t) for t in tasks) + " |"
+
     for objective in QUADRANTS:
-        for seed, runs in results.items():
-            if objective in runs:
-                m = runs[objective]["metrics"]
-                lines.append(
-                    f"| {objective} | {seed} | {score_cell(m)} | " + " | ".join(task_cell(m, t) for t in tasks) + " |"
-                )
+        lines += [
+            row(objective, seed, runs[objective]["metrics"]) for seed, runs in results.items() if objective in runs
+        ]
     if ceiling is not None:
-        cells = " | ".join(task_cell(ceiling["metrics"], t) for t in tasks)
-        lines.append(f"| supervised ceiling | {ceiling['args']['seed']} | {score_cell(ceiling['metrics'])} | {cells} |")
+        lines.append(row("supervised ceiling", ceiling["args"]["seed"], ceiling["metrics"]))
     lines.append(
-        "| majority class | | | " + " | ".join(f"{100 * chance[t]:.1f}" if t in chance else "-" for t in tasks) + " |"
+        "| majority class | | | | " + " | ".join(f"{100 * chance[t]:.1f}" if t in chance else "-" for t in tasks) + " |"
     )
     return (
         "### Against the random-init floor (CLS linear probe: accuracy % (floor): lift in points [95% interval])\n\n"
@@ -211,17 +229,17 @@ def against_floor_and_ceiling(results: dict, ceiling: dict | None, chance: dict,
     )
 
 
-def two_by_two(results: dict) -> str:
+def two_by_two(results: dict, name: str = "transfer/score", what: str = "") -> str:
     def cell(objective: str) -> str:
         scores = [
-            f"{score_cell(runs[objective]['metrics'])} (seed {seed})"
+            f"{score_cell(runs[objective]['metrics'], name)} (seed {seed})"
             for seed, runs in results.items()
             if objective in runs
         ]
         return f"{objective}: " + "<br>".join(scores) if scores else "-"
 
     return (
-        "### The 2x2 of transfer/score (0 = the random-init floor; 95% interval)\n\n"
+        f"### The 2x2 of transfer/score{what} (0 = the random-init floor; 95% interval)\n\n"
         "| | discriminative | generative |\n|---|---|---|\n"
         f"| single-modal | {cell('simclr')} | {cell('mae')} |\n| multi-modal | {cell('clip')} | {cell('mug')} |"
     )
@@ -265,7 +283,8 @@ def render(results: dict, chance: dict, ceiling: dict | None, args: argparse.Nam
         f"seeds {', '.join(map(str, results))}, {args.threads} threads; held-out images per task: "
         f"{settings['test_sizes']}. Each model's floor is its own architecture at random init."
     )
-    parts = [intro, against_floor_and_ceiling(results, ceiling, chance, tasks), two_by_two(results)]
+    semantic = two_by_two(results, SEMANTIC, f" on {', '.join(SEMANTIC_LABELS)} alone")
+    parts = [intro, against_floor_and_ceiling(results, ceiling, chance, tasks), two_by_two(results), semantic]
     parts.append(f"Seed {first}:\n\n" + compute_table(results[first], args))
     return "\n\n".join(parts) + "\n"
 
@@ -300,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     ceiling = json.loads((Path(args.ceiling) / "ceiling.json").read_text()) if args.ceiling else None
+    if ceiling is not None:
+        ceiling["metrics"] |= semantic_score(Path(args.ceiling) / "eval")
 
     first = run_dir(args, args.seeds[0], args.objectives[0])
     confusion = json.loads((first / "eval" / "confusion.json").read_text())

@@ -46,6 +46,7 @@ REFERENCE_DIAMETER = 0.26  # the hollow reference's diameter, before the jitter
 SCALE_JITTER = 0.10  # each scene scales its objects by up to this fraction either way
 COUNTS = (1, 2, 3)  # copies of the main object
 RELATIONS = ("left", "right", "above", "below")  # where the main objects sit relative to the reference
+SEMANTIC_LABELS = ("shape", "count", "relation")  # what a scene is; random-init features cannot read them
 BACKGROUNDS = {"grey": (128, 128, 128), "beige": (225, 210, 180), "teal": (40, 120, 120), "navy": (30, 35, 80)}
 TEXTURES = ("plain", "stripes", "checks", "dots", "gradient", "noise")
 TEXTURE_VARIANTS = 4  # orientations and scales per texture
