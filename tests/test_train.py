@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -175,6 +176,29 @@ def test_a_diverging_run_stops_and_keeps_its_last_good_checkpoint(shards, tmp_pa
     last = latest_checkpoint(tmp_path / "checkpoints")
     model, _, _ = load_checkpoint(last)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--set", "model=3"], "model must be a mapping, got 3"),
+        (["--set", "model.encoder=3"], "model.encoder must map fields to values .* got 3"),
+        (["--set", "model=3", "--set", "model.encoder.depth=2"], "'model.encoder.depth=2' sets a field of model"),
+        (["--set", "model.encoder.depth.x=3"], r"encoder.depth must be an integer, got \{'x': 3\}"),
+        (["--set", "steps.x=3"], r"steps must be an integer, got \{'x': 3\}"),
+        (["--set", "betas=3"], "betas must be 2 numbers, got 3"),
+        (["--set", "warmup_steps=x"], "warmup_steps must be an integer or null, got 'x'"),
+        (["--set", "init_from=3"], "init_from must be a string or null, got 3"),
+        (["--set", "data=[1]"], r"data must be a list of strings, got \[1\]"),
+        (["--objective", "mae", "--set", "model.objective.mask_ratio=0"], "mask_ratio 0.0 masks none of the"),
+    ],
+)
+def test_settings_of_the_wrong_shape_are_one_line_errors(argv, message, capsys):
+    from mug.cli import main
+
+    assert main(["pretrain", "--set", "data=[x.tar]", *argv]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert re.match(f"mug pretrain: error: .*{message}", line), line
 
 
 def test_shards_without_samples_are_named(tmp_path):
