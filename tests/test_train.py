@@ -211,6 +211,21 @@ def test_shards_without_samples_are_named(tmp_path):
         train(cfg)
 
 
+@pytest.mark.parametrize(
+    "workers, batch, message",
+    [
+        (0, 16, "batch_size 16 > the 12 samples available in .*: lower batch_size"),
+        (2, 8, r"batch_size 8 > the samples each of the 2 loader workers reads \(12 in all, split by shard\)"),
+    ],
+)
+def test_a_batch_larger_than_the_data_says_so_with_both_numbers(tmp_path, workers, batch, message):
+    synthesize_corpus(tmp_path, train_samples=12, eval_samples=0, shard_size=6, image_size=32, progress=False)
+    data = str(tmp_path / "train" / "{00000..00001}.tar")
+    settings = micro_settings("mae", data=[data], out=str(tmp_path / "o"), steps=2, batch_size=batch)
+    with pytest.raises(UserError, match=message):
+        train(load_train_config(overrides=settings | {"num_workers": workers}))
+
+
 def test_resume_refuses_a_checkpoint_of_another_model(shards, tmp_path):
     train(load_train_config(overrides=micro_settings("mae", data=[shards], out=str(tmp_path), steps=2)))
     other = micro_settings("mae", data=[shards], out=str(tmp_path), steps=4)

@@ -112,10 +112,22 @@ class Batches:
             for reason, n in self.loader.stats.counts.items():
                 self.skipped[reason] = self.skipped.get(reason, 0) + n
             if self.position.batches == 0:
-                raise UserError(
-                    f"the shards {', '.join(self.urls)} yielded no usable samples (skipped: {self.skipped})"
-                )
+                raise UserError(self._no_batch())
             self.position, self._stream = DataPosition(self.position.epoch + 1, 0), None
+
+    def _no_batch(self) -> str:
+        """Why an epoch gave no batch: no usable sample at all, or fewer than a batch (in each worker)."""
+        shards, size, usable = ", ".join(self.urls), self.loader.cfg.batch_size, self.loader.stats.dropped
+        skipped = f" (skipped: {self.skipped})" if self.skipped else ""
+        if not usable:
+            return f"the shards {shards} yielded no usable samples{skipped}"
+        if usable < size:
+            return f"batch_size {size} > the {usable} samples available in {shards}{skipped}: lower batch_size"
+        workers = self.loader.cfg.num_workers
+        return (
+            f"batch_size {size} > the samples each of the {workers} loader workers reads ({usable} in all, split by "
+            f"shard) in {shards}{skipped}: lower batch_size or num_workers"
+        )
 
 
 def code_version() -> str:
