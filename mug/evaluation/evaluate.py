@@ -213,6 +213,7 @@ def run_evaluation(checkpoint_dir: str | Path, data_urls: list[str], opts: EvalO
     directory = Path(checkpoint_dir)
     device = pick_device(opts.device)
     model, tokenizer, _ = load_checkpoint(directory, device)
+    history = read_history(directory / HISTORY)  # a damaged one is named before the long read of the data
     name = model.cfg.objective.name
     text = isinstance(model, CLIP) or getattr(model, "caption_decoder", None) is not None
     if text and tokenizer is None:
@@ -224,7 +225,7 @@ def run_evaluation(checkpoint_dir: str | Path, data_urls: list[str], opts: EvalO
     features, labels = _read_eval_set(model, tokenizer, data_urls, device, opts, masked)
     digits, digit_labels = digit_images(opts.max_samples, opts.seed)
     ev = Evaluation(str(directory), name, [str(u) for u in data_urls], len(labels), len(digit_labels))
-    ev.history = read_history(directory / HISTORY)
+    ev.history = history
     digit_feats = _digits(model, digits, device, opts)
 
     def read_with(floor_model: Objective) -> tuple[Features, Features]:

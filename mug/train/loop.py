@@ -41,6 +41,7 @@ from mug.train.distributed import shutdown as shutdown_distributed
 from mug.train.schedule import lr_at, scaled_lr
 from mug.train.state import (
     HISTORY,
+    STATE,
     DataPosition,
     TrainState,
     latest_checkpoint,
@@ -292,10 +293,7 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, stop: threading.Event) 
         check_resumable(resume_from, cfg, model_cfg)
         model.load_state_dict(load_checkpoint(resume_from, env.device)[0].state_dict())
         state = load_training_state(resume_from)
-        optimizer.load_state_dict(state.optimizer)
-        if state.scaler:
-            scaler.load_state_dict(state.scaler)
-        set_rng_state(state.rng[env.rank])
+        _restore(state, optimizer, scaler, env, resume_from / STATE)
         history = read_history(resume_from / HISTORY)
         log.info("resumed from %s at step %d", resume_from, state.step)
 
@@ -434,6 +432,22 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, stop: threading.Event) 
         (out / SUMMARY).write_text(json.dumps(summary, indent=2))
         tracker.finish({"final/" + k: v for k, v in losses.items()})
     return TrainResult(model_dir, cfg.steps, losses, images_per_s, seconds, batches.skipped)
+
+
+def _restore(state: TrainState, optimizer, scaler, env: DistEnv, path: Path) -> None:
+    """Optimiser, grad scaler and this rank's RNG from a training state that must have been saved by this run."""
+    if len(state.rng) < env.world_size:  # every rank sees it, so none waits for the others in vain
+        raise CheckpointError(
+            f"{path} holds the RNG states of {len(state.rng)} process(es), too few for {env.world_size}: "
+            "resume with at most as many processes"
+        )
+    try:
+        optimizer.load_state_dict(state.optimizer)
+        if state.scaler:
+            scaler.load_state_dict(state.scaler)
+        set_rng_state(state.rng[env.rank])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path} does not fit this run's optimiser ({type(err).__name__}: {err})") from err
 
 
 def _save(root: Path, model, tokenizer, state: TrainState, history, metadata, keep_last: int) -> None:

@@ -1,0 +1,108 @@
+"""Every file of a training checkpoint, damaged every way a copy, a crash or a mix-up damages it: the loaders, `mug
+evaluate` and `mug pretrain --resume` name the file and what is wrong in one line (exit 2), and unpickle nothing."""
+
+import os
+import pickle
+import re
+import shutil
+
+import pytest
+
+from mug.checkpoint import load_checkpoint
+from mug.cli import main
+from mug.data.corpus import synthesize_corpus
+from mug.errors import UserError
+from mug.train.config import load_train_config
+from mug.train.loop import train
+from mug.train.state import HISTORY, STATE, latest_checkpoint, load_training_state, read_history
+from tests.test_train import micro_argv, micro_settings
+
+FILES = ("model.safetensors", "config.json", "tokenizer.json", STATE, HISTORY)
+
+
+class _Planted:
+    """A pickle that makes a directory if anything ever unpickles it."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+def _truncate(path, marker):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _empty(path, marker):
+    path.write_bytes(b"")
+
+
+def _other_format(path, marker):
+    path.write_bytes(pickle.dumps(_Planted(marker)))
+
+
+def _directory(path, marker):
+    path.unlink()
+    path.mkdir()
+
+
+DAMAGES = {
+    "truncated": (_truncate, "truncated|not JSON|not a valid HF tokenizer"),
+    "empty": (_empty, "is empty"),
+    "other-format": (_other_format, "another format|not a torch file|not a valid HF tokenizer|not text"),
+    "directory": (_directory, "is a directory, not a file"),
+}
+# A history cut off mid-line is what a killed run leaves, and an empty one has no rows yet: both are read as such.
+CASES = [(f, d) for f in FILES for d in DAMAGES if not (f == HISTORY and d in ("truncated", "empty"))]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A one-step MUG run: its checkpoint holds all five files."""
+    root = tmp_path_factory.mktemp("run")
+    synthesize_corpus(root, train_samples=8, eval_samples=0, shard_size=8, image_size=32, progress=False)
+    settings = micro_settings(data=[str(root / "train" / "00000.tar")], out=str(root / "out"), steps=1, batch_size=4)
+    train(load_train_config(overrides=settings))
+    assert sorted(p.name for p in latest_checkpoint(root / "out" / "checkpoints").iterdir()) == sorted(FILES)
+    return settings
+
+
+def _damaged_run(run, tmp_path, name, damage):
+    """A copy of the run whose checkpoint has `name` damaged; (settings, checkpoint, damaged file, marker)."""
+    settings = run | {"out": str(tmp_path / "out")}
+    shutil.copytree(run["out"], settings["out"])
+    checkpoint = latest_checkpoint(tmp_path / "out" / "checkpoints")
+    marker = tmp_path / "unpickled"
+    DAMAGES[damage][0](checkpoint / name, str(marker))
+    return settings, checkpoint, checkpoint / name, marker
+
+
+def _one_line(capsys, command: str) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"mug {command}: error: "), lines
+    return lines[0]
+
+
+@pytest.mark.parametrize("name, damage", CASES, ids=[f"{f}-{d}" for f, d in CASES])
+def test_the_loaders_name_the_damaged_file_and_what_is_wrong(run, tmp_path, name, damage):
+    _, checkpoint, path, marker = _damaged_run(run, tmp_path, name, damage)
+    with pytest.raises(UserError) as caught:
+        load_checkpoint(checkpoint, need_tokenizer=True)
+        load_training_state(checkpoint)
+        read_history(checkpoint / HISTORY)
+    message = str(caught.value)
+    assert str(path) in message and re.search(DAMAGES[damage][1], message) and "\n" not in message, message
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("name, damage", CASES, ids=[f"{f}-{d}" for f, d in CASES])
+def test_evaluate_and_resume_report_the_damaged_file_in_one_line(run, tmp_path, name, damage, capsys):
+    settings, checkpoint, path, marker = _damaged_run(run, tmp_path, name, damage)
+    if name != STATE:  # evaluation reads all but the optimiser's state
+        argv = ["evaluate", str(checkpoint), "--data", settings["data"][0], "--out", str(tmp_path / "eval")]
+        assert main(argv) == 2
+        assert str(path) in _one_line(capsys, "evaluate")
+    assert main(["pretrain", "--resume", *micro_argv(settings | {"steps": 2})]) == 2
+    assert str(path) in _one_line(capsys, "pretrain")
+    assert not marker.exists()
