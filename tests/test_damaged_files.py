@@ -7,6 +7,7 @@ import re
 import shutil
 
 import pytest
+import torch
 
 from mug.checkpoint import load_checkpoint
 from mug.cli import main
@@ -69,12 +70,14 @@ def run(tmp_path_factory):
 
 
 def _damaged_run(run, tmp_path, name, damage):
-    """A copy of the run whose checkpoint has `name` damaged; (settings, checkpoint, damaged file, marker)."""
+    """A copy of the run, `name` in its checkpoint damaged (unless `damage` is None); (settings, checkpoint, the
+    file, marker)."""
     settings = run | {"out": str(tmp_path / "out")}
     shutil.copytree(run["out"], settings["out"])
     checkpoint = latest_checkpoint(tmp_path / "out" / "checkpoints")
     marker = tmp_path / "unpickled"
-    DAMAGES[damage][0](checkpoint / name, str(marker))
+    if damage is not None:
+        DAMAGES[damage][0](checkpoint / name, str(marker))
     return settings, checkpoint, checkpoint / name, marker
 
 
@@ -106,3 +109,19 @@ def test_evaluate_and_resume_report_the_damaged_file_in_one_line(run, tmp_path, 
     assert main(["pretrain", "--resume", *micro_argv(settings | {"steps": 2})]) == 2
     assert str(path) in _one_line(capsys, "pretrain")
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda state: {"step": state["step"]}, "is not a mug training state .*KeyError"),
+        (lambda state: state | {"rng": []}, "holds the RNG states of 0 process.*too few for 1"),
+        (lambda state: state | {"optimizer": {"state": {}, "param_groups": []}}, "does not fit this run's optimiser"),
+    ],
+    ids=["not-a-state", "no-rng", "another-optimiser"],
+)
+def test_a_training_state_that_does_not_fit_the_run_is_named(run, tmp_path, change, message, capsys):
+    settings, checkpoint, path, _ = _damaged_run(run, tmp_path, STATE, None)
+    torch.save(change(torch.load(path, weights_only=True)), path)
+    assert main(["pretrain", "--resume", *micro_argv(settings | {"steps": 2})]) == 2
+    assert re.search(f"{re.escape(str(path))} .*{message}", _one_line(capsys, "pretrain"))
