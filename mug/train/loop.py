@@ -31,7 +31,7 @@ from mug.config import ConfigError
 from mug.data.augment import normalize
 from mug.data.device_crop import crop_batch
 from mug.data.loader import Loader, LoaderConfig, make_loader
-from mug.errors import UserError
+from mug.errors import UserError, writing
 from mug.models import MaskedGenerative, Objective, build_model
 from mug.optim import build_optimizer
 from mug.tokenizer import CaptionTokenizer
@@ -265,7 +265,8 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, stop: threading.Event) 
     if cfg.crop_on_device and env.device.type == "cpu":
         log.warning("crop_on_device on the CPU: its dense batched resize costs ~7 ms a 224 px image there, the "
                     "workers' crop 0.09 ms; it pays on a GPU")  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
+    with writing("the run directory"):
+        out.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = build_model(cfg.model_config())
@@ -412,13 +413,20 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, stop: threading.Event) 
     ranks = all_gather_objects({"rank": env.rank, "first_keys": first_keys, "position": batches.position.__dict__}, env)
     model_dir = out / FINAL
     if env.main:
-        save_checkpoint(
-            model_dir,
-            model,
-            tokenizer,
-            metadata | {"step": cfg.steps, "final_losses": losses},
-            extra=lambda d: (d / HISTORY).write_text(tracker.path.read_text()),
-        )
+        try:
+            save_checkpoint(
+                model_dir,
+                model,
+                tokenizer,
+                metadata | {"step": cfg.steps, "final_losses": losses},
+                extra=lambda d: (d / HISTORY).write_text(tracker.path.read_text()),
+            )
+        except (OSError, SafetensorError) as err:
+            reason = getattr(err, "strerror", None) or str(err)
+            raise CheckpointError(
+                f"could not write the model to {model_dir} ({reason}); "
+                f"the weights are in {latest_checkpoint(ckpt_root) or 'no checkpoint'}"
+            ) from err
         summary = {
             "steps": cfg.steps,
             "final_losses": losses,
@@ -429,7 +437,8 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, stop: threading.Event) 
             "model": str(model_dir),
             **metadata,
         }
-        (out / SUMMARY).write_text(json.dumps(summary, indent=2))
+        with writing("the run summary"):
+            (out / SUMMARY).write_text(json.dumps(summary, indent=2))
         tracker.finish({"final/" + k: v for k, v in losses.items()})
     return TrainResult(model_dir, cfg.steps, losses, images_per_s, seconds, batches.skipped)
 

@@ -1,10 +1,14 @@
-"""Every file of a training checkpoint, damaged every way a copy, a crash or a mix-up damages it: the loaders, `mug
-evaluate` and `mug pretrain --resume` name the file and what is wrong in one line (exit 2), and unpickle nothing."""
+"""Files that cannot be read or written. Every file of a training checkpoint, damaged every way a copy, a crash or a
+mix-up damages it: the loaders, `mug evaluate` and `mug pretrain --resume` name the file and what is wrong in one line
+(exit 2), and unpickle nothing. A place that takes no files: one line naming the path and the cause.
+
+Tests run as root, where permissions stop no write: the places here fail for anyone (a file where a folder must be)."""
 
 import os
 import pickle
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +16,7 @@ import torch
 from mug.checkpoint import load_checkpoint
 from mug.cli import main
 from mug.data.corpus import synthesize_corpus
+from mug.data.synth import sample_pairs
 from mug.errors import UserError
 from mug.train.config import load_train_config
 from mug.train.loop import train
@@ -125,3 +130,60 @@ def test_a_training_state_that_does_not_fit_the_run_is_named(run, tmp_path, chan
     torch.save(change(torch.load(path, weights_only=True)), path)
     assert main(["pretrain", "--resume", *micro_argv(settings | {"steps": 2})]) == 2
     assert re.search(f"{re.escape(str(path))} .*{message}", _one_line(capsys, "pretrain"))
+
+
+def _blocked(tmp_path):
+    """A file where the commands below expect a folder."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    return blocker
+
+
+def _unwritable(case: str, settings: dict, checkpoint: str, tmp_path) -> tuple[list[str], str]:
+    """The command line of `case`, whose output cannot be written, and the path its error must name."""
+    blocker, image = _blocked(tmp_path), tmp_path / "image.png"
+    sample_pairs(1, size=32)[0][0].save(image)
+    caption = ["caption", checkpoint, str(image), "--strip"]
+    if case == "evaluate-out":
+        return ["evaluate", checkpoint, "--data", settings["data"][0], "--out", f"{blocker}/eval"], str(blocker)
+    if case == "pretrain-out":
+        return ["pretrain", *micro_argv(settings | {"out": f"{blocker}/run"})], str(blocker)
+    if case == "pretrain-history":
+        history = Path(settings["out"]) / HISTORY
+        history.unlink()
+        history.mkdir()
+        return ["pretrain", "--resume", *micro_argv(settings | {"steps": 2})], str(history)
+    if case == "caption-strip":
+        return [*caption, f"{blocker}/strip.png"], str(blocker)
+    return [*caption, str(tmp_path / "strip.xyz")], str(tmp_path / "strip.xyz")  # no image format of that name
+
+
+@pytest.mark.parametrize(
+    "case", ["evaluate-out", "pretrain-out", "pretrain-history", "caption-strip", "caption-format"]
+)
+def test_a_place_that_takes_no_files_is_named_in_one_line(run, tmp_path, case, capsys):
+    settings, checkpoint, _, _ = _damaged_run(run, tmp_path, STATE, None)
+    argv, named = _unwritable(case, settings, str(checkpoint), tmp_path)
+    assert main(argv) == 2
+    line = _one_line(capsys, argv[0])
+    assert "could not write" in line and named in line, line
+
+
+def test_a_checkpoint_or_model_that_cannot_be_written_is_named_and_the_last_checkpoint_kept(run, tmp_path, monkeypatch):
+    settings = run | {"out": str(tmp_path / "blocked")}
+    (tmp_path / "blocked").mkdir()
+    _blocked(tmp_path).rename(tmp_path / "blocked" / "checkpoints")
+    with pytest.raises(
+        UserError, match="could not write the checkpoint of step 1 under .*checkpoints .*; the last good"
+    ):
+        train(load_train_config(overrides=settings))
+
+    def disk_full(directory, *args, **kwargs):
+        raise OSError(28, "No space left on device", str(directory))
+
+    monkeypatch.setattr("mug.train.loop.save_checkpoint", disk_full)
+    settings = run | {"out": str(tmp_path / "full")}
+    with pytest.raises(UserError, match=r"could not write the model to .*full/model \(No space left on device\); "
+                                        r"the weights are in .*full/checkpoints/step-00000001"):  # fmt: skip
+        train(load_train_config(overrides=settings))
+    assert load_checkpoint(tmp_path / "full" / "checkpoints" / "step-00000001")[2]["step"] == 1
