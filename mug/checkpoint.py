@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
 from mug.config import ConfigError, ModelConfig
@@ -58,14 +59,38 @@ def save_checkpoint(
     return directory
 
 
+def existing_file(path: Path) -> bool:
+    """Whether the file `path` is there; a directory (or anything but a file) in its place is a CheckpointError."""
+    if path.is_file():
+        return True
+    if path.exists():
+        raise CheckpointError(f"{path} is {'a directory' if path.is_dir() else 'not a regular file'}, not a file")
+    return False
+
+
+def required_file(directory: Path, name: str) -> Path:
+    """`directory`/`name`, checked to be a file with something in it."""
+    path = directory / name
+    if not existing_file(path):
+        raise CheckpointError(f"checkpoint {directory} has no {name}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (a copy or a write that did not finish?)")
+    return path
+
+
 def read_config(directory: str | Path) -> tuple[ModelConfig, dict]:
-    path = Path(directory) / CONFIG
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {directory} has no {CONFIG}")
+    path = required_file(Path(directory), CONFIG)
     try:
         data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path} is not JSON: truncated or of another format ({err})") from err
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+        raise CheckpointError(f"{path} is not a mug checkpoint config: it holds no 'model' mapping")
+    if not isinstance(data.get("metadata", {}), dict):
+        raise CheckpointError(f"{path}: 'metadata' must be a mapping, got {type(data['metadata']).__name__}")
+    try:
         return ModelConfig.from_dict(data["model"]), data.get("metadata", {})
-    except (json.JSONDecodeError, KeyError, ConfigError) as err:
+    except ConfigError as err:
         raise CheckpointError(f"checkpoint {directory}: {CONFIG} is not a valid model config ({err})") from err
 
 
@@ -75,18 +100,22 @@ def load_checkpoint(
     """(model in eval mode, tokenizer or None, metadata) from a directory written by `save_checkpoint`."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise CheckpointError(f"checkpoint directory {directory} does not exist")
-    for name in (WEIGHTS,) + ((TOKENIZER,) if need_tokenizer else ()):
-        if not (directory / name).is_file():
-            raise CheckpointError(f"checkpoint {directory} has no {name}")
+        what = "is a file, not a directory" if directory.exists() else "does not exist"
+        raise CheckpointError(f"checkpoint directory {directory} {what}")
+    weights = required_file(directory, WEIGHTS)
+    has_tokenizer = existing_file(directory / TOKENIZER)
+    if need_tokenizer and not has_tokenizer:
+        raise CheckpointError(f"checkpoint {directory} has no {TOKENIZER}")
     cfg, metadata = read_config(directory)
     model = build_model(cfg)
     try:
-        load_model(model, str(directory / WEIGHTS), strict=True, device=str(device))
+        load_model(model, str(weights), strict=True, device=str(device))
+    except SafetensorError as err:
+        raise CheckpointError(f"{weights} is not a safetensors file: truncated or of another format ({err})") from err
     except (RuntimeError, OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0]
         raise CheckpointError(f"checkpoint {directory}: weights do not match {CONFIG} ({first})") from err
-    tokenizer = CaptionTokenizer.from_file(directory / TOKENIZER) if (directory / TOKENIZER).is_file() else None
+    tokenizer = CaptionTokenizer.from_file(directory / TOKENIZER) if has_tokenizer else None
     if tokenizer is not None and tokenizer.vocab_size != cfg.text.vocab_size:
         raise CheckpointError(
             f"checkpoint {directory}: tokenizer has {tokenizer.vocab_size} tokens, config says {cfg.text.vocab_size}"

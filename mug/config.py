@@ -125,6 +125,15 @@ class ModelConfig:
             raise ConfigError(f"objective.w_rec and objective.w_cap must be >= 0, got {obj.w_rec}, {obj.w_cap}")
         if obj.name == "mug" and obj.w_rec + obj.w_cap == 0:
             raise ConfigError("objective.w_rec and objective.w_cap are both 0: MUG would learn nothing")
+        if obj.name == "mae" and obj.w_rec == 0:
+            raise ConfigError("objective.w_rec is 0: MAE's only loss is the reconstruction, it would learn nothing")
+        reconstructs = obj.name == "mae" or (obj.name == "mug" and obj.w_rec > 0)
+        if reconstructs and visible == enc.num_patches:
+            captions_only = " (or objective.w_rec=0 to learn from captions only)" if obj.name == "mug" else ""
+            raise ConfigError(
+                f"objective.mask_ratio {obj.mask_ratio} masks none of the {enc.num_patches} patches, and "
+                f"{obj.name} learns by reconstructing masked ones: give a mask_ratio above 0{captions_only}"
+            )
         if obj.pool not in POOLS:
             raise ConfigError(f"objective.pool '{obj.pool}' is unknown; choose one of {', '.join(POOLS)}")
         if obj.simclr_temperature <= 0 or obj.clip_init_temperature <= 0:
@@ -183,7 +192,8 @@ def _coerce(path: str, value: Any, kind: type) -> Any:
             pass
     elif kind is str and isinstance(value, str):
         return value
-    raise ConfigError(f"{path} must be a {kind.__name__}, got {value!r}")
+    kinds = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    raise ConfigError(f"{path} must be {kinds[kind]}, got {value!r}")
 
 
 def preset_names() -> list[str]:
@@ -208,8 +218,11 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             raise ConfigError(f"override '{item}' must look like section.field=value")
         node = out
         *parents, leaf = key.split(".")
-        for part in parents:
+        for depth, part in enumerate(parents):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                section = ".".join(parents[: depth + 1])
+                raise ConfigError(f"override '{item}' sets a field of {section}, which an earlier one set to {node!r}")
         node[leaf] = yaml.safe_load(raw)
     return out
 
@@ -231,9 +244,11 @@ def read_config_file(file: str | Path) -> dict[str, Any]:
 
     path = Path(file)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+        raise ConfigError(f"config file {path} {'is a directory' if path.is_dir() else 'does not exist'}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(f"config file {path} is not valid YAML/JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings, got {type(data).__name__}")
     return data

@@ -16,7 +16,7 @@ from PIL import Image
 from mug.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mug.config import build_config
 from mug.data.synth import sample_pairs
-from mug.errors import UserError
+from mug.errors import UserError, writing
 from mug.generation import GenerationConfig, generate
 from mug.image import load_image, to_pil, to_tensor
 from mug.models import MaskedGenerative, build_model
@@ -103,8 +103,12 @@ def caption_file(
         )
     result = caption_demo(model, tokenizer, to_tensor(img, model.cfg.encoder.img_size), prefix, mask_ratio, generation)
     if strip_path is not None:
-        Path(strip_path).parent.mkdir(parents=True, exist_ok=True)
-        result.strip.save(strip_path)
+        with writing("the strip"):
+            Path(strip_path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                result.strip.save(strip_path)
+            except ValueError as err:  # Pillow knows no format by that extension
+                raise UserError(f"could not write the strip {strip_path}: {err} (use .png or .jpg)") from err
     return result
 
 

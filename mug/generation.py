@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mug.config import ConfigError
 from mug.models.text import KVCache, TextTransformer
 
 STRATEGIES = ("greedy", "topk", "beam")
@@ -27,6 +28,19 @@ class GenerationConfig:
     top_p: float = 1.0
     temperature: float = 1.0
     use_cache: bool = True
+
+    def __post_init__(self):
+        """A value no strategy can use is named here, before any checkpoint is loaded."""
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy '{self.strategy}' is unknown; choose one of {', '.join(STRATEGIES)}")
+        for name, low in (("max_len", 1), ("num_beams", 1), ("top_k", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"generation {name} must be an integer >= {low}, got {value!r}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"generation top_p must be in (0, 1], got {self.top_p}")
+        if not self.temperature > 0:
+            raise ConfigError(f"generation temperature must be > 0, got {self.temperature}")
 
 
 class _Stepper:
@@ -78,9 +92,11 @@ def generate(
     """Continue `prefix` (starting with BOS) for each image latent [N, 1 + keep, D]; returns token ids
     after BOS, EOS excluded."""
     cfg = cfg or GenerationConfig()
-    if cfg.strategy not in STRATEGIES:
-        raise ValueError(f"strategy '{cfg.strategy}' is unknown; choose one of {', '.join(STRATEGIES)}")
     max_total = min(cfg.max_len + 1, decoder.cfg.context_length)  # + BOS
+    if len(prefix) >= max_total:
+        words = len(prefix) - 1
+        room = f"max_len {cfg.max_len}" if cfg.max_len <= words else f"the context of {max_total - 1} tokens"
+        raise ConfigError(f"the prefix is {words} tokens long, and {room} leaves no token to generate after it")
     banned = sorted(set(special_ids) - {eos_id})
     stepper = _Stepper(decoder, decoder.project_memory(latent), banned, cfg.use_cache)
     seqs = torch.tensor(prefix, device=latent.device).expand(latent.shape[0], -1)

@@ -159,7 +159,7 @@ def _read_metadata(checkpoint: Path) -> dict:
             raise UserError(f"checkpoint {checkpoint} has no {file}: only a model directory can be registered")
     try:
         return json.loads((checkpoint / "config.json").read_text()).get("metadata", {})
-    except (json.JSONDecodeError, AttributeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
         raise UserError(f"checkpoint {checkpoint}: config.json is not a checkpoint config ({err})") from err
 
 

@@ -77,7 +77,9 @@ class CaptionTokenizer:
     def from_file(cls, path: str | Path) -> CaptionTokenizer:
         path = Path(path)
         if not path.is_file():
-            raise UserError(f"tokenizer file {path} does not exist")
+            raise UserError(f"tokenizer file {path} {'is a directory' if path.is_dir() else 'does not exist'}")
+        if path.stat().st_size == 0:
+            raise UserError(f"tokenizer file {path} is empty")
         try:
             return cls(Tokenizer.from_file(str(path)))
         except Exception as err:  # tokenizers raises a bare Exception on malformed JSON

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -37,11 +38,23 @@ def test_preset_names_are_data():
         ({"encoder": {"depth": "deep"}}, "encoder.depth"),
         ({"objective": {"w_rec": 0, "w_cap": 0}}, "objective.w_rec"),
         ({"text": {"pad_id": 99999}}, "text.pad_id"),
+        ({"objective": {"mask_ratio": 0.0}}, "objective.mask_ratio 0.0 masks none of the 64 patches"),
+        ({"objective": {"name": "mae", "mask_ratio": 0.0}}, "objective.mask_ratio 0.0 masks none"),
+        ({"objective": {"name": "mae", "w_rec": 0}}, "objective.w_rec is 0"),
+        ({"encoder": 3}, "encoder must be a mapping, got int"),
+        ({"encoder": {"depth": {"x": 3}}}, "encoder.depth must be an integer, got {'x': 3}"),
     ],
 )
 def test_bad_config_names_the_field(overrides, field):
-    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=re.escape(field)):
         build_config("tiny", overrides=overrides)
+
+
+def test_only_objectives_that_reconstruct_need_masked_patches():
+    for name in ("simclr", "clip"):
+        assert build_config("tiny", overrides={"objective": {"name": name, "mask_ratio": 0.0}})
+    captions_only = {"objective": {"name": "mug", "mask_ratio": 0.0, "w_rec": 0}}
+    assert build_config("tiny", overrides=captions_only).objective.mask_ratio == 0.0
 
 
 def test_unknown_preset_lists_the_known_ones():
@@ -70,3 +83,19 @@ def test_missing_config_file_is_named(tmp_path):
 def test_override_without_equals_is_rejected():
     with pytest.raises(ConfigError, match="encoder.depth"):
         parse_overrides(["encoder.depth"])
+
+
+def test_override_inside_a_value_set_earlier_is_named():
+    with pytest.raises(ConfigError, match="'encoder.depth.x=2' sets a field of encoder.depth, which an earlier"):
+        parse_overrides(["encoder.depth=3", "encoder.depth.x=2"])
+
+
+@pytest.mark.parametrize("text, problem", [("- a\n- b\n", "must hold a mapping of settings, got list"),
+                                           ("a: [\n", "is not valid YAML")])  # fmt: skip
+def test_config_file_that_is_not_a_mapping_is_named(tmp_path, text, problem):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=f"config file {path} {problem}"):
+        build_config("tiny", file=path)
+    with pytest.raises(ConfigError, match=f"config file {tmp_path} is a directory"):
+        build_config("tiny", file=tmp_path)

@@ -1,7 +1,13 @@
+import re
+
 import pytest
 import torch
 
+from mug.checkpoint import save_checkpoint
+from mug.cli import main
+from mug.config import ConfigError
 from mug.generation import GenerationConfig, generate
+from mug.models import build_model
 from mug.models.text import KVCache, TextTransformer
 from tests.conftest import micro_config
 
@@ -103,7 +109,52 @@ def test_max_len_is_capped_by_the_context_length(decoder_and_latent):
     assert all(len(ids) <= decoder.cfg.context_length - 1 for ids in out)
 
 
-def test_unknown_strategy_is_named(decoder_and_latent):
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ({"temperature": 0.0}, "temperature must be > 0, got 0.0"),
+        ({"temperature": float("nan")}, "temperature must be > 0, got nan"),
+        ({"top_p": 0.0}, r"top_p must be in \(0, 1\], got 0.0"),
+        ({"top_p": 1.5}, r"top_p must be in \(0, 1\], got 1.5"),
+        ({"num_beams": 0}, "num_beams must be an integer >= 1, got 0"),
+        ({"top_k": -1}, "top_k must be an integer >= 0, got -1"),
+        ({"max_len": 0}, "max_len must be an integer >= 1, got 0"),
+        ({"strategy": "nucleus"}, "strategy 'nucleus' is unknown"),
+    ],
+)
+def test_generation_settings_out_of_range_are_named(setting, message):
+    with pytest.raises(ConfigError, match=message):
+        GenerationConfig(**setting)
+
+
+def test_a_prefix_that_leaves_nothing_to_generate_is_named(decoder_and_latent):
     decoder, latent = decoder_and_latent
-    with pytest.raises(ValueError, match="strategy 'nucleus'"):
-        _generate(decoder, latent, strategy="nucleus")
+    with pytest.raises(ConfigError, match="prefix is 2 tokens long, and max_len 2 leaves no token"):
+        _generate(decoder, latent, max_len=2)
+    with pytest.raises(ConfigError, match="prefix is 15 tokens long, and the context of 15 tokens leaves no token"):
+        _generate(decoder, latent, prefix=[2] + [7] * 15, max_len=100)
+    assert all(len(ids) == 3 for ids in _generate(decoder, latent, max_len=3))  # one token after the prefix
+
+
+@pytest.fixture(scope="module")
+def caption_files(tmp_path_factory, tokenizer, pairs):
+    root = tmp_path_factory.mktemp("caption")
+    cfg = micro_config("mug", text={"vocab_size": tokenizer.vocab_size, "pad_id": tokenizer.pad_id})
+    save_checkpoint(root / "ckpt", build_model(cfg), tokenizer)
+    pairs[0][0].save(root / "image.png")
+    return str(root / "ckpt"), str(root / "image.png")
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--temperature", "0"], "temperature must be > 0, got 0.0"),
+        (["--top-p", "1.5"], r"top_p must be in \(0, 1\], got 1.5"),
+        (["--strategy", "beam", "--beams", "0"], "num_beams must be an integer >= 1, got 0"),
+        (["--prefix", "a photo of a", "--max-len", "3"], "prefix is 4 tokens long, and max_len 3 leaves no token"),
+    ],
+)
+def test_caption_cli_names_a_bad_generation_setting_in_one_line(caption_files, flags, message, capsys):
+    assert main(["caption", *caption_files, *flags]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert re.match(f"mug caption: error: .*{message}", line), line

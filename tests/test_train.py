@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -177,6 +178,29 @@ def test_a_diverging_run_stops_and_keeps_its_last_good_checkpoint(shards, tmp_pa
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--set", "model=3"], "model must be a mapping, got 3"),
+        (["--set", "model.encoder=3"], "model.encoder must map fields to values .* got 3"),
+        (["--set", "model=3", "--set", "model.encoder.depth=2"], "'model.encoder.depth=2' sets a field of model"),
+        (["--set", "model.encoder.depth.x=3"], r"encoder.depth must be an integer, got \{'x': 3\}"),
+        (["--set", "steps.x=3"], r"steps must be an integer, got \{'x': 3\}"),
+        (["--set", "betas=3"], "betas must be 2 numbers, got 3"),
+        (["--set", "warmup_steps=x"], "warmup_steps must be an integer or null, got 'x'"),
+        (["--set", "init_from=3"], "init_from must be a string or null, got 3"),
+        (["--set", "data=[1]"], r"data must be a list of strings, got \[1\]"),
+        (["--objective", "mae", "--set", "model.objective.mask_ratio=0"], "mask_ratio 0.0 masks none of the"),
+    ],
+)
+def test_settings_of_the_wrong_shape_are_one_line_errors(argv, message, capsys):
+    from mug.cli import main
+
+    assert main(["pretrain", "--set", "data=[x.tar]", *argv]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert re.match(f"mug pretrain: error: .*{message}", line), line
+
+
 def test_shards_without_samples_are_named(tmp_path):
     empty = tmp_path / "empty.tar"
     import tarfile
@@ -185,6 +209,21 @@ def test_shards_without_samples_are_named(tmp_path):
     cfg = load_train_config(overrides=micro_settings("mae", data=[str(empty)], out=str(tmp_path / "o"), steps=2))
     with pytest.raises(UserError, match=f"shards {empty} yielded no usable samples"):
         train(cfg)
+
+
+@pytest.mark.parametrize(
+    "workers, batch, message",
+    [
+        (0, 16, "batch_size 16 > the 12 samples available in .*: lower batch_size"),
+        (2, 8, r"batch_size 8 > the samples each of the 2 loader workers reads \(12 in all, split by shard\)"),
+    ],
+)
+def test_a_batch_larger_than_the_data_says_so_with_both_numbers(tmp_path, workers, batch, message):
+    synthesize_corpus(tmp_path, train_samples=12, eval_samples=0, shard_size=6, image_size=32, progress=False)
+    data = str(tmp_path / "train" / "{00000..00001}.tar")
+    settings = micro_settings("mae", data=[data], out=str(tmp_path / "o"), steps=2, batch_size=batch)
+    with pytest.raises(UserError, match=message):
+        train(load_train_config(overrides=settings | {"num_workers": workers}))
 
 
 def test_resume_refuses_a_checkpoint_of_another_model(shards, tmp_path):

@@ -150,6 +150,7 @@ class LoaderStats:
     batches: int = 0
     samples: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    dropped: int = 0  # good samples left out in training's last partial batch (one per worker)
     reused_buffers: int = 0  # batches that came in a worker's reused shared memory (mug.data.buffers)
 
     @property
@@ -193,6 +194,7 @@ class _Skips:
 
     def __init__(self) -> None:
         self.pending: Counter[str] = Counter()
+        self.dropped = 0  # good samples of the last partial batch, which training leaves out
 
     def count(self, reason: str) -> None:
         self.pending[reason] += 1
@@ -341,8 +343,8 @@ class _WorkerStream(IterableDataset):
         if self.batches_per_worker is not None:
             pipeline = pipeline.with_epoch(self.batches_per_worker)
         yield from pipeline
-        if skips.pending:  # skips after the last batch still reach the caller
-            yield {"skipped": skips.drain()}
+        if skips.pending or skips.dropped:  # what happened after the last batch still reaches the caller
+            yield {"skipped": skips.drain(), "dropped": skips.dropped}
 
     def _source(self, urls: list[str], index: int, worker: int, skips: _Skips) -> wds.DataPipeline:
         if self.resampled:  # every rank and worker draws its own shards: nothing to split
@@ -397,6 +399,7 @@ class _WorkerStream(IterableDataset):
                             del batch[name]
                 yield batch
             if len(kept) < n:
+                skips.dropped = len(kept) if self.cfg.train else 0
                 return
 
     def _image_shape(self) -> tuple[int, int, int, int]:
@@ -501,6 +504,7 @@ class Loader:
         try:
             for batch in loader:
                 stats.add(batch.pop("skipped"))
+                stats.dropped += batch.pop("dropped", 0)
                 if "key" not in batch:
                     continue
                 if "buffers" in batch:

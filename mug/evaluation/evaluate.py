@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from mug.checkpoint import CheckpointError, load_checkpoint
 from mug.data.loader import LoaderConfig, make_loader
-from mug.errors import UserError
+from mug.errors import UserError, writing
 from mug.evaluation.digits import digit_images, to_model_input
 from mug.evaluation.features import POOLS, FeatureBank, digit_features
 from mug.evaluation.floor import Features, floor_features
@@ -213,6 +213,7 @@ def run_evaluation(checkpoint_dir: str | Path, data_urls: list[str], opts: EvalO
     directory = Path(checkpoint_dir)
     device = pick_device(opts.device)
     model, tokenizer, _ = load_checkpoint(directory, device)
+    history = read_history(directory / HISTORY)  # a damaged one is named before the long read of the data
     name = model.cfg.objective.name
     text = isinstance(model, CLIP) or getattr(model, "caption_decoder", None) is not None
     if text and tokenizer is None:
@@ -224,7 +225,7 @@ def run_evaluation(checkpoint_dir: str | Path, data_urls: list[str], opts: EvalO
     features, labels = _read_eval_set(model, tokenizer, data_urls, device, opts, masked)
     digits, digit_labels = digit_images(opts.max_samples, opts.seed)
     ev = Evaluation(str(directory), name, [str(u) for u in data_urls], len(labels), len(digit_labels))
-    ev.history = read_history(directory / HISTORY)
+    ev.history = history
     digit_feats = _digits(model, digits, device, opts)
 
     def read_with(floor_model: Objective) -> tuple[Features, Features]:
@@ -273,11 +274,13 @@ def evaluate_checkpoint(
 ) -> dict[str, float]:
     """Evaluate, write metrics.json, confusion.json, outcomes.json and report.html to `out_dir`; returns the
     metrics."""
-    ev = run_evaluation(checkpoint_dir, data_urls, opts or EvalOptions())
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "metrics.json", json.dumps(ev.metrics, indent=2, sort_keys=True) + "\n")
-    write_text_atomic(out / "confusion.json", json.dumps(ev.confusion, indent=2) + "\n")
-    write_outcomes(ev.outcomes, out / OUTCOMES)
-    write_text_atomic(out / "report.html", render_html(ev))
+    with writing("the evaluation report"):
+        out.mkdir(parents=True, exist_ok=True)  # before the evaluation: a place that takes no files fails fast
+    ev = run_evaluation(checkpoint_dir, data_urls, opts or EvalOptions())
+    with writing("the evaluation report"):
+        write_text_atomic(out / "metrics.json", json.dumps(ev.metrics, indent=2, sort_keys=True) + "\n")
+        write_text_atomic(out / "confusion.json", json.dumps(ev.confusion, indent=2) + "\n")
+        write_outcomes(ev.outcomes, out / OUTCOMES)
+        write_text_atomic(out / "report.html", render_html(ev))
     return ev.metrics

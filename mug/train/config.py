@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,7 @@ class TrainConfig:
     run_name: str | None = None
 
     def validate(self) -> TrainConfig:
+        _check_types(self)
         if not self.data:
             raise ConfigError("data: give at least one shard URL, folder or brace pattern (--data)")
         for name in ("steps", "batch_size", "accum_steps", "ckpt_every", "keep_last", "log_every"):
@@ -105,7 +108,7 @@ class TrainConfig:
 
     def model_config(self, vocab_size: int | None = None, pad_id: int | None = None) -> ModelConfig:
         """The preset with the `model` overrides and the objective; the tokenizer's vocabulary when given."""
-        overrides = {section: dict(values) for section, values in self.model.items()}
+        overrides = _model_sections(self.model)
         overrides.setdefault("objective", {})["name"] = self.objective
         if vocab_size is not None:
             overrides.setdefault("text", {}).update(vocab_size=vocab_size, pad_id=pad_id)
@@ -122,36 +125,68 @@ def load_train_config(file: str | Path | None = None, overrides: dict[str, Any] 
         values.update(read_config_file(file))
     for key, value in (overrides or {}).items():
         if key == "model" and isinstance(value, dict):
-            merged = {s: dict(v) for s, v in values.get("model", {}).items()}
-            for section, fields in value.items():
+            merged = _model_sections(values.get("model", {}))
+            for section, fields in _model_sections(value).items():
                 merged.setdefault(section, {}).update(fields)
             value = merged
         values[key] = value
     known = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - set(known))
+    unknown = sorted(map(str, set(values) - set(known)))
     if unknown:
         raise ConfigError(f"unknown training setting(s): {', '.join(unknown)}; known: {', '.join(known)}")
     if isinstance(values.get("data"), str):
         values["data"] = [values["data"]]
-    if "betas" in values:
+    if isinstance(values.get("betas"), list):
         values["betas"] = tuple(values["betas"])
-    cfg = TrainConfig(**values)
-    _check_types(cfg)
-    return cfg.validate()
+    return TrainConfig(**values).validate()
+
+
+def _model_sections(model: Any) -> dict[str, dict[str, Any]]:
+    """A copy of the `model` setting, which maps sections (encoder, text, ...) to their fields."""
+    if not isinstance(model, dict):
+        raise ConfigError(f"model must map sections to fields (e.g. model.encoder.depth=4), got {model!r}")
+    for section, fields in model.items():
+        if not isinstance(fields, dict):
+            raise ConfigError(f"model.{section} must map fields to values (e.g. model.{section}.X=...), got {fields!r}")
+    return {section: dict(fields) for section, fields in model.items()}
 
 
 def _check_types(cfg: TrainConfig) -> None:
     """YAML and overrides arrive untyped: name the field that holds the wrong kind of value."""
-    defaults = TrainConfig()
-    for f in dataclasses.fields(cfg):
-        value, default = getattr(cfg, f.name), getattr(defaults, f.name)
-        if value is None or default is None:
-            continue
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise ConfigError(f"{f.name} must be true or false, got {value!r}")
-        if isinstance(default, int) and not isinstance(default, bool) and not isinstance(value, int):
-            raise ConfigError(f"{f.name} must be an integer, got {value!r}")
-        if isinstance(default, float) and not isinstance(value, int | float):
-            raise ConfigError(f"{f.name} must be a number, got {value!r}")
-        if isinstance(default, str) and not isinstance(value, str):
-            raise ConfigError(f"{f.name} must be a string, got {value!r}")
+    for name, hint in typing.get_type_hints(TrainConfig).items():
+        value = getattr(cfg, name)
+        if not _conforms(value, hint):
+            raise ConfigError(f"{name} must be {_describe(hint)}, got {value!r}")
+
+
+def _conforms(value: Any, hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is types.UnionType:
+        return any(_conforms(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if hint in (int, float) and isinstance(value, bool):
+        return False
+    if hint is float:
+        return isinstance(value, int | float)
+    if origin is list:
+        return isinstance(value, list) and all(_conforms(v, args[0]) for v in value)
+    if origin is tuple:
+        return isinstance(value, tuple | list) and len(value) == len(args) and all(map(_conforms, value, args))
+    if origin is dict:
+        return isinstance(value, dict) and all(_conforms(k, args[0]) for k in value)
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is types.UnionType:
+        return " or ".join(_describe(arg) for arg in args)
+    if origin is list:
+        return f"a list of {_describe(args[0]).removeprefix('a ')}s"
+    if origin is tuple:
+        return f"{len(args)} numbers"
+    if origin is dict:
+        return "a mapping"
+    return words[hint]

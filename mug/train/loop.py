@@ -31,7 +31,7 @@ from mug.config import ConfigError
 from mug.data.augment import normalize
 from mug.data.device_crop import crop_batch
 from mug.data.loader import Loader, LoaderConfig, make_loader
-from mug.errors import UserError
+from mug.errors import UserError, writing
 from mug.models import MaskedGenerative, Objective, build_model
 from mug.optim import build_optimizer
 from mug.tokenizer import CaptionTokenizer
@@ -41,6 +41,7 @@ from mug.train.distributed import shutdown as shutdown_distributed
 from mug.train.schedule import lr_at, scaled_lr
 from mug.train.state import (
     HISTORY,
+    STATE,
     DataPosition,
     TrainState,
     latest_checkpoint,
@@ -112,10 +113,22 @@ class Batches:
             for reason, n in self.loader.stats.counts.items():
                 self.skipped[reason] = self.skipped.get(reason, 0) + n
             if self.position.batches == 0:
-                raise UserError(
-                    f"the shards {', '.join(self.urls)} yielded no usable samples (skipped: {self.skipped})"
-                )
+                raise UserError(self._no_batch())
             self.position, self._stream = DataPosition(self.position.epoch + 1, 0), None
+
+    def _no_batch(self) -> str:
+        """Why an epoch gave no batch: no usable sample at all, or fewer than a batch (in each worker)."""
+        shards, size, usable = ", ".join(self.urls), self.loader.cfg.batch_size, self.loader.stats.dropped
+        skipped = f" (skipped: {self.skipped})" if self.skipped else ""
+        if not usable:
+            return f"the shards {shards} yielded no usable samples{skipped}"
+        if usable < size:
+            return f"batch_size {size} > the {usable} samples available in {shards}{skipped}: lower batch_size"
+        workers = self.loader.cfg.num_workers
+        return (
+            f"batch_size {size} > the samples each of the {workers} loader workers reads ({usable} in all, split by "
+            f"shard) in {shards}{skipped}: lower batch_size or num_workers"
+        )
 
 
 def code_version() -> str:
@@ -252,7 +265,8 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, stop: threading.Event) 
     if cfg.crop_on_device and env.device.type == "cpu":
         log.warning("crop_on_device on the CPU: its dense batched resize costs ~7 ms a 224 px image there, the "
                     "workers' crop 0.09 ms; it pays on a GPU")  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
+    with writing("the run directory"):
+        out.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = build_model(cfg.model_config())
@@ -280,10 +294,7 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, stop: threading.Event) 
         check_resumable(resume_from, cfg, model_cfg)
         model.load_state_dict(load_checkpoint(resume_from, env.device)[0].state_dict())
         state = load_training_state(resume_from)
-        optimizer.load_state_dict(state.optimizer)
-        if state.scaler:
-            scaler.load_state_dict(state.scaler)
-        set_rng_state(state.rng[env.rank])
+        _restore(state, optimizer, scaler, env, resume_from / STATE)
         history = read_history(resume_from / HISTORY)
         log.info("resumed from %s at step %d", resume_from, state.step)
 
@@ -402,13 +413,20 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, stop: threading.Event) 
     ranks = all_gather_objects({"rank": env.rank, "first_keys": first_keys, "position": batches.position.__dict__}, env)
     model_dir = out / FINAL
     if env.main:
-        save_checkpoint(
-            model_dir,
-            model,
-            tokenizer,
-            metadata | {"step": cfg.steps, "final_losses": losses},
-            extra=lambda d: (d / HISTORY).write_text(tracker.path.read_text()),
-        )
+        try:
+            save_checkpoint(
+                model_dir,
+                model,
+                tokenizer,
+                metadata | {"step": cfg.steps, "final_losses": losses},
+                extra=lambda d: (d / HISTORY).write_text(tracker.path.read_text()),
+            )
+        except (OSError, SafetensorError) as err:
+            reason = getattr(err, "strerror", None) or str(err)
+            raise CheckpointError(
+                f"could not write the model to {model_dir} ({reason}); "
+                f"the weights are in {latest_checkpoint(ckpt_root) or 'no checkpoint'}"
+            ) from err
         summary = {
             "steps": cfg.steps,
             "final_losses": losses,
@@ -419,9 +437,26 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, stop: threading.Event) 
             "model": str(model_dir),
             **metadata,
         }
-        (out / SUMMARY).write_text(json.dumps(summary, indent=2))
+        with writing("the run summary"):
+            (out / SUMMARY).write_text(json.dumps(summary, indent=2))
         tracker.finish({"final/" + k: v for k, v in losses.items()})
     return TrainResult(model_dir, cfg.steps, losses, images_per_s, seconds, batches.skipped)
+
+
+def _restore(state: TrainState, optimizer, scaler, env: DistEnv, path: Path) -> None:
+    """Optimiser, grad scaler and this rank's RNG from a training state that must have been saved by this run."""
+    if len(state.rng) < env.world_size:  # every rank sees it, so none waits for the others in vain
+        raise CheckpointError(
+            f"{path} holds the RNG states of {len(state.rng)} process(es), too few for {env.world_size}: "
+            "resume with at most as many processes"
+        )
+    try:
+        optimizer.load_state_dict(state.optimizer)
+        if state.scaler:
+            scaler.load_state_dict(state.scaler)
+        set_rng_state(state.rng[env.rank])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path} does not fit this run's optimiser ({type(err).__name__}: {err})") from err
 
 
 def _save(root: Path, model, tokenizer, state: TrainState, history, metadata, keep_last: int) -> None:

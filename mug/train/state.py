@@ -10,15 +10,17 @@ leaves the previous checkpoint loadable.
 from __future__ import annotations
 
 import json
+import pickle
 import re
 import shutil
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mug.checkpoint import CheckpointError, save_checkpoint
+from mug.checkpoint import CheckpointError, existing_file, required_file, save_checkpoint
 from mug.models import Objective
 from mug.tokenizer import CaptionTokenizer
 
@@ -62,17 +64,25 @@ def write_history(path: Path, history: list[dict[str, float]]) -> None:
 
 
 def read_history(path: Path) -> list[dict[str, float]]:
-    """The logged rows; a line that does not parse (a run killed mid-write) is skipped."""
-    if not path.is_file():
+    """The logged rows; a line that does not parse (a run killed mid-write) is skipped. A file that is not text
+    (rows are ASCII JSON) is another file: a CheckpointError names it."""
+    if not existing_file(path):
         return []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise CheckpointError(f"{path} is not a history of JSON lines: it is not text ({err.reason})") from err
+    lines = text.splitlines()
     rows = []
-    for line in path.read_text().splitlines():
+    for line in lines:
         try:
             row = json.loads(line)
         except ValueError:
             continue
         if isinstance(row, dict) and "step" in row:
             rows.append(row)
+    if not rows and len(lines) > 1:  # one cut-off line is a run killed mid-write; more is another format
+        raise CheckpointError(f"{path} is not a mug history: none of its {len(lines)} lines is a JSON row with a step")
     return rows
 
 
@@ -102,7 +112,7 @@ def checkpoints(root: Path) -> list[Path]:
     """Complete training checkpoints under `root`, oldest first."""
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if _STEP_DIR.match(p.name) and (p / STATE).is_file()]
+    found = [p for p in root.iterdir() if _STEP_DIR.match(p.name) and (p / STATE).exists()]
     return sorted(found, key=lambda p: p.name)
 
 
@@ -113,17 +123,27 @@ def latest_checkpoint(root: Path) -> Path | None:
 
 def load_training_state(directory: Path) -> TrainState:
     """The state saved next to the weights; a missing or unreadable file is a CheckpointError naming it."""
-    path = directory / STATE
-    if not path.is_file():
+    if not existing_file(directory / STATE):
         raise CheckpointError(f"{directory} is not a training checkpoint: it has no {STATE}")
+    path = required_file(directory, STATE)
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before it refuses a file
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path} is not a torch file of tensors and numbers (nothing in it was unpickled)"
+        ) from err
+    except Exception as err:  # a damaged zip, a file that ends early, ...: all the file's fault, none a bug of ours
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "it ends early"
+        raise CheckpointError(f"{path} is damaged or truncated ({type(err).__name__}: {first})") from err
+    try:
         return TrainState(
             step=int(data["step"]),
             position=DataPosition(**data["position"]),
-            optimizer=data["optimizer"],
+            optimizer=dict(data["optimizer"]),
             scaler=data["scaler"],
-            rng=data["rng"],
+            rng=list(data["rng"]),
         )
-    except (RuntimeError, KeyError, TypeError, EOFError) as err:
-        raise CheckpointError(f"{path} is damaged or not a mug training state ({type(err).__name__}: {err})") from err
+    except (KeyError, IndexError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a mug training state ({type(err).__name__}: {err})") from err

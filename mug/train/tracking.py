@@ -11,6 +11,7 @@ from typing import Any
 
 from PIL import Image
 
+from mug.errors import writing
 from mug.train.state import HISTORY, write_history
 
 log = logging.getLogger("mug.train")
@@ -33,14 +34,15 @@ class Tracker:
 
     def log(self, row: dict[str, float]) -> None:
         self.history.append(row)
-        with self.path.open("a") as f:
+        with writing("the training history"), self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
         if self.run is not None:
             self.run.log({f"train/{k}": v for k, v in row.items() if k != "step"}, step=int(row["step"]))
 
     def rewrite(self) -> None:
         """history.jsonl as the history in memory (after a resume dropped rows past the checkpoint)."""
-        write_history(self.path, self.history)
+        with writing("the training history"):
+            write_history(self.path, self.history)
 
     def log_samples(self, step: int, strip: Image.Image, caption: str | None, reference: str | None) -> None:
         if self.run is None:
