@@ -191,6 +191,8 @@ def test_a_diverging_run_stops_and_keeps_its_last_good_checkpoint(shards, tmp_pa
         (["--set", "init_from=3"], "init_from must be a string or null, got 3"),
         (["--set", "data=[1]"], r"data must be a list of strings, got \[1\]"),
         (["--objective", "mae", "--set", "model.objective.mask_ratio=0"], "mask_ratio 0.0 masks none of the"),
+        (["--objective", "simclr", "--accum-steps", "2"], "accum_steps=2 with objective simclr: .* fewer negatives"),
+        (["--objective", "clip", "--set", "accum_steps=4"], "accum_steps=4 with objective clip: .* fewer negatives"),
     ],
 )
 def test_settings_of_the_wrong_shape_are_one_line_errors(argv, message, capsys):

@@ -20,7 +20,7 @@ _FIELDS = (
     ("--preset", str, "model size: tiny, small or base"),
     ("--steps", int, "optimiser steps"),
     ("--batch-size", int, "samples per process and micro-step"),
-    ("--accum-steps", int, "micro-steps per optimiser step"),
+    ("--accum-steps", int, "micro-steps per optimiser step (mae, mug; simclr and clip need the whole batch at once)"),
     ("--base-lr", float, "lr = base_lr x global batch / 256"),
     ("--warmup-steps", int, "linear warm-up steps"),
     ("--precision", str, "fp32, bf16 (autocast, CPU or GPU) or fp16 (GPU, with a grad scaler)"),

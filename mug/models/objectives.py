@@ -19,6 +19,7 @@ from mug.config import ModelConfig
 from mug.models.encoder import MaskedViTEncoder, pool
 from mug.models.pixel_decoder import PixelDecoder, masked_patch_mse
 from mug.models.text import TextTransformer
+from mug.train.distributed import gather_with_local_grad
 
 _REGISTRY: dict[str, Callable[[ModelConfig], Objective]] = {}
 
@@ -105,7 +106,10 @@ def projection_mlp(in_dim: int, out_dim: int) -> Mlp:
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
-    """SimCLR's loss: each view must find its partner among the 2N - 1 other views of the batch."""
+    """SimCLR's loss: each view must find its partner among the 2N - 1 other views of the batch.
+
+    Row i of `z1` and of `z2` are two views of one image; under DDP they hold the global batch, gathered by
+    `gather_with_local_grad` in rank order, so the pairs stay aligned."""
     z = F.normalize(torch.cat([z1, z2]).float(), dim=-1)  # [2N, P]
     sim = z @ z.t() / temperature
     sim.fill_diagonal_(float("-inf"))
@@ -128,13 +132,14 @@ class SimCLR(Objective):
     def forward(self, batch: dict[str, torch.Tensor], tokens_per_batch: float | None = None) -> dict[str, torch.Tensor]:
         """`tokens_per_batch` is ignored: a contrastive loss is a per-batch quantity."""
         both = self.embed(torch.cat([batch["image"], batch["image2"]]))  # one pass over 2N images
-        z1, z2 = both.chunk(2)
+        z1, z2 = (gather_with_local_grad(z) for z in both.chunk(2))  # the global batch's views: its negatives
         loss = nt_xent(z1, z2, self.cfg.objective.simclr_temperature)
         return {"loss_contrastive": loss, "loss": loss}
 
 
 def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE over the batch: image i matches caption i."""
+    """Symmetric InfoNCE over the batch (the global one under DDP, see `gather_with_local_grad`): image i matches
+    caption i."""
     image_emb, text_emb = F.normalize(image_emb.float(), dim=-1), F.normalize(text_emb.float(), dim=-1)
     logits = logit_scale * image_emb @ text_emb.t()
     labels = torch.arange(logits.shape[0], device=logits.device)
@@ -164,7 +169,9 @@ class CLIP(Objective):
     def forward(self, batch: dict[str, torch.Tensor], tokens_per_batch: float | None = None) -> dict[str, torch.Tensor]:
         """`tokens_per_batch` is ignored: a contrastive loss is a per-batch quantity."""
         scale = self.logit_scale.exp().clamp(max=self.cfg.objective.clip_max_logit_scale)
-        loss = clip_loss(self.embed_image(batch["image"]), self.embed_text(batch["tokens"]), scale)
+        image_emb = gather_with_local_grad(self.embed_image(batch["image"]))  # the global batch: its negatives
+        text_emb = gather_with_local_grad(self.embed_text(batch["tokens"]))
+        loss = clip_loss(image_emb, text_emb, scale)
         return {"loss_contrastive": loss, "loss": loss, "logit_scale": scale.detach()}
 
     def no_weight_decay(self) -> set[str]:

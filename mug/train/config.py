@@ -14,6 +14,7 @@ from mug.data.augment import check_crop_scale
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 WANDB_MODES = ("offline", "online", "disabled")
+CONTRASTIVE = ("simclr", "clip")  # their loss is over the whole batch, so micro-batches cannot be accumulated
 
 
 @dataclass
@@ -21,7 +22,10 @@ class TrainConfig:
     """A run: model (objective, preset, `model` overrides), data, recipe, checkpointing and logging.
 
     `batch_size` is per process and micro-step; the global batch is batch_size x accum_steps x world size, and
-    lr = base_lr x global batch / 256 (MAE's scaling rule). `warmup_steps` None means 5% of `steps`.
+    lr = base_lr x global batch / 256 (MAE's scaling rule). `accum_steps` > 1 is refused for the contrastive
+    objectives (simclr, clip): each micro-batch's loss would contrast against its own samples only, fewer
+    negatives than the global batch the learning rate assumes (ranks are gathered; micro-steps cannot be).
+    `warmup_steps` None means 5% of `steps`.
     `init_from`: a checkpoint directory whose weights (and tokenizer) start the run, e.g. the production model
     for a retraining run; the optimiser and the schedule start afresh.
     `epoch_samples` fixes how many samples an epoch holds over all ranks (needed under DDP so ranks step
@@ -94,6 +98,10 @@ class TrainConfig:
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         check_crop_scale(self.crop_scale, "crop_scale")
+        if self.accum_steps > 1 and self.objective in CONTRASTIVE:
+            raise ConfigError(f"accum_steps={self.accum_steps} with objective {self.objective}: each micro-batch would "
+                              "contrast against fewer negatives than the global batch the learning rate assumes; "
+                              "raise batch_size or the number of processes instead")  # fmt: skip
         if self.crop_on_device and self.objective == "simclr":
             raise ConfigError("crop_on_device: SimCLR's colour jitter, grayscale and blur run in the loader workers; "
                               "set crop_on_device to false")  # fmt: skip

@@ -75,6 +75,38 @@ def all_gather_objects(value: object, env: DistEnv) -> list[object]:
     return out
 
 
+class _ScaleGrad(torch.autograd.Function):
+    """The identity forward; the gradient times `factor` backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, factor: float) -> torch.Tensor:
+        ctx.factor = factor
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad * ctx.factor, None
+
+
+def gather_with_local_grad(x: torch.Tensor) -> torch.Tensor:
+    """Every rank's `x` [N, ...] concatenated in rank order [W * N, ...]; only this rank's rows carry gradient.
+
+    For a contrastive loss over the global batch (open_clip's `gather_features` with `local_loss=False`): each rank
+    computes the whole loss L on the gathered features, and its backward reaches its own rows only, with their
+    full dL/dx. DDP then averages the ranks' parameter gradients, which would give dL/dtheta / W; so this rank's
+    rows carry W times their gradient, and the average is exactly one process's gradient of L on the
+    concatenated batch. Parameters that enter L outside `x` (CLIP's logit scale) get the whole dL on every rank
+    and need no factor. Without a process group (or with one rank) `x` itself is returned, untouched.
+    """
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return x
+    world_size = dist.get_world_size()
+    parts = [torch.empty_like(x) for _ in range(world_size)]
+    dist.all_gather(parts, x.detach().contiguous())
+    parts[dist.get_rank()] = _ScaleGrad.apply(x, float(world_size))
+    return torch.cat(parts)
+
+
 def shutdown(env: DistEnv) -> None:
     if env.active and dist.is_initialized():
         dist.destroy_process_group()
