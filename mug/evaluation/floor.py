@@ -23,7 +23,8 @@ from mug.config import ModelConfig
 from mug.models import Objective, build_model
 
 FLOOR_SEED = 0
-_FORMAT = 1  # bump when what the cache holds, or how features are computed, changes
+_FORMAT = 2  # bump when what the cache holds, how features are computed, or the random init changes (2: MAE's
+# position-table order)
 Features = dict[str, np.ndarray]  # "keys" [N] and one array per pool, for the eval set and for the digits
 
 

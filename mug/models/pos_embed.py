@@ -12,8 +12,9 @@ def _sincos_1d(dim: int, positions: torch.Tensor) -> torch.Tensor:
 def sincos_2d(dim: int, grid_size: int, cls_token: bool) -> torch.Tensor:
     """[1, (1 +) grid_size**2, dim] table; the CLS slot, if any, is all zeros as in MAE."""
     coords = torch.arange(grid_size, dtype=torch.float64)
-    grid_h, grid_w = torch.meshgrid(coords, coords, indexing="xy")  # MAE's order: w varies first
-    emb = torch.cat([_sincos_1d(dim // 2, grid_w), _sincos_1d(dim // 2, grid_h)], dim=1)
+    rows, cols = torch.meshgrid(coords, coords, indexing="ij")  # patch k = row * grid_size + col
+    # MAE's order: the first half encodes the column (MAE's np.meshgrid(grid_w, grid_h) puts w first).
+    emb = torch.cat([_sincos_1d(dim // 2, cols), _sincos_1d(dim // 2, rows)], dim=1)
     if cls_token:
         emb = torch.cat([torch.zeros(1, dim, dtype=emb.dtype), emb], dim=0)
     return emb.float().unsqueeze(0)
