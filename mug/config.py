@@ -138,6 +138,12 @@ class ModelConfig:
             raise ConfigError(f"objective.pool '{obj.pool}' is unknown; choose one of {', '.join(POOLS)}")
         if obj.simclr_temperature <= 0 or obj.clip_init_temperature <= 0:
             raise ConfigError("objective.simclr_temperature and objective.clip_init_temperature must be > 0")
+        if not 1 / obj.clip_init_temperature <= obj.clip_max_logit_scale:
+            start = 1 / obj.clip_init_temperature
+            raise ConfigError(
+                f"objective.clip_max_logit_scale ({obj.clip_max_logit_scale}) must be at least 1 / "
+                f"clip_init_temperature ({start:g}), the scale CLIP starts at"
+            )
         if self.text.context_length < 3:
             raise ConfigError(f"text.context_length must be >= 3 (BOS, a token, EOS), got {self.text.context_length}")
         if not 0 <= self.text.pad_id < self.text.vocab_size:

@@ -22,5 +22,6 @@ def fit_batch(
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        model.after_optimizer_step()
         history.append({k: v.item() for k, v in losses.items()})
     return history

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from mug.checkpoint import CheckpointError, load_checkpoint
 from mug.config import ConfigError
@@ -107,6 +107,21 @@ def test_losses_fall_and_the_model_is_saved(objective, base_lr, shards, tmp_path
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["final_losses"]["loss"] == pytest.approx(history[-1]["loss"])
     assert summary["images_per_s"] > 0
+
+
+def test_training_keeps_clips_temperature_within_its_bound(shards, tmp_path):
+    """A CLIP model whose logit scale stands above the bound (as one from a looser recipe might) is brought back
+    to it by the first optimiser step of a run that starts from it, and its first loss used the unclamped scale."""
+    first = train(load_train_config(overrides=micro_settings("clip", data=[shards], steps=1, out=str(tmp_path / "a"))))
+    weights = load_file(first.model_dir / "model.safetensors")
+    weights["logit_scale"] = torch.tensor(math.log(1000.0))  # the default bound is 100
+    save_file(weights, first.model_dir / "model.safetensors")
+    run = micro_settings("clip", data=[shards], steps=1, init_from=str(first.model_dir), out=str(tmp_path / "b"))
+    second = train(load_train_config(overrides=run))
+    model, _, _ = load_checkpoint(second.model_dir)
+    assert model.logit_scale.item() == pytest.approx(math.log(100.0))
+    first_row = json.loads((tmp_path / "b" / "history.jsonl").read_text().splitlines()[0])
+    assert first_row["logit_scale"] > 900
 
 
 def test_gradient_accumulation_matches_one_big_batch(shards, tmp_path):

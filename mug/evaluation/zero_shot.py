@@ -83,5 +83,5 @@ def clip_scores(model: CLIP, pooled: torch.Tensor, prompts: torch.Tensor) -> tor
     [P, T] tokenised as whole captions (BOS ... EOS)."""
     image = F.normalize(model.image_proj(pooled).float(), dim=-1)
     text = F.normalize(model.embed_text(prompts.to(pooled.device)).float(), dim=-1)
-    scale = model.logit_scale.exp().clamp(max=model.cfg.objective.clip_max_logit_scale)
+    scale = model.logit_scale.exp()  # bounded by training (`CLIP.after_optimizer_step`)
     return scale * image @ text.t()

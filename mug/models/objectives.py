@@ -48,6 +48,9 @@ class Objective(nn.Module):
         self.cfg = cfg
         self.encoder = MaskedViTEncoder(cfg.encoder)
 
+    def after_optimizer_step(self) -> None:
+        """Keeps parameters inside their bounds; the training loop calls it after every optimiser step."""
+
     def no_weight_decay(self) -> set[str]:
         """Full parameter names exempt from weight decay besides biases and norms (MAE's recipe)."""
         names = set()
@@ -168,11 +171,17 @@ class CLIP(Objective):
 
     def forward(self, batch: dict[str, torch.Tensor], tokens_per_batch: float | None = None) -> dict[str, torch.Tensor]:
         """`tokens_per_batch` is ignored: a contrastive loss is a per-batch quantity."""
-        scale = self.logit_scale.exp().clamp(max=self.cfg.objective.clip_max_logit_scale)
+        scale = self.logit_scale.exp()  # kept <= clip_max_logit_scale by `after_optimizer_step`
         image_emb = gather_with_local_grad(self.embed_image(batch["image"]))  # the global batch: its negatives
         text_emb = gather_with_local_grad(self.embed_text(batch["tokens"]))
         loss = clip_loss(image_emb, text_emb, scale)
         return {"loss_contrastive": loss, "loss": loss, "logit_scale": scale.detach()}
+
+    @torch.no_grad()
+    def after_optimizer_step(self) -> None:
+        """open_clip's bound, applied to the parameter in place: a clamp in the forward pass would leave it no
+        gradient above the bound, where it could drift without limit."""
+        self.logit_scale.clamp_(0, math.log(self.cfg.objective.clip_max_logit_scale))
 
     def no_weight_decay(self) -> set[str]:
         return super().no_weight_decay() | {"logit_scale"}

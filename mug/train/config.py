@@ -52,7 +52,7 @@ class TrainConfig:
     warmup_steps: int | None = None
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.95)
-    clip_grad: float = 1.0
+    clip_grad: float = 1.0  # MAE's pre-training does not clip (0 here); kept at 1.0, see the README's recipe
     precision: str = "fp32"
     compile: bool = False
     device: str = "auto"

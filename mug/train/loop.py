@@ -379,6 +379,7 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, stop: threading.Event) 
             )
         scaler.step(optimizer)
         scaler.update()
+        model.after_optimizer_step()
         optimizer.zero_grad(set_to_none=True)
         done = step + 1
         images_since += global_batch
