@@ -93,9 +93,10 @@ def _open(uri: str | None, create: bool = False) -> Iterator:
     with open(f"{db}.lock", "a") if db is not None else nullcontext() as lock:
         if lock is not None:
             fcntl.flock(lock, fcntl.LOCK_EX)
-        # Creating the database logs each migration step at INFO, and every download draws a progress bar.
-        for logger in ("mlflow.store.db.utils", "alembic"):
-            logging.getLogger(logger).setLevel(logging.WARNING)
+        # Creating the database logs each migration step at INFO, a database error is logged with its traceback
+        # before MLflow raises it (`_writing_to` names it in one line), and every download draws a progress bar.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
@@ -105,6 +106,34 @@ def _open(uri: str | None, create: bool = False) -> Iterator:
         except MlflowException as err:
             raise UserError(f"cannot open the model registry {uri}: {_first_line(err)}") from err
         yield client
+
+
+@contextmanager
+def _writing_to(uri: str | None) -> Iterator[None]:
+    """A registry that cannot take a write (a full disk, no permission, a file where its folder should be) is
+    the place's fault: one UserError naming the registry and the cause. register_model leaves no half-recorded
+    version behind, so production stays where it was. Other MLflow errors pass through untouched."""
+    where = uri or default_registry_uri()
+    try:
+        yield
+    except Exception as err:
+        fault = _storage_fault(err)
+        if fault is None:
+            raise
+        place = f" ({fault.filename})" if isinstance(fault, OSError) and fault.filename else ""
+        cause = fault.strerror if isinstance(fault, OSError) and fault.strerror else _first_line(fault)
+        raise UserError(f"could not write the model registry {where}{place}: {cause}") from err
+
+
+def _storage_fault(err: BaseException | None) -> BaseException | None:
+    """The OSError or database OperationalError behind `err` (MLflow wraps the latter), if there is one."""
+    from sqlalchemy.exc import OperationalError  # mlflow's database layer
+
+    while err is not None:
+        if isinstance(err, OSError | OperationalError):
+            return err
+        err = err.__cause__
+    return None
 
 
 def _first_line(err: Exception) -> str:
@@ -261,7 +290,7 @@ def register_model(
     metrics = {key: float(value) for key, value in metrics.items()}
     lineage = {"code_version": str(metadata.get("code_version", "unknown"))} | {k: str(v) for k, v in lineage.items()}
     candidate = Evidence(metrics, outcomes)
-    with _open(uri, create=True) as client, tempfile.TemporaryDirectory() as tmp:
+    with _writing_to(uri), _open(uri, create=True) as client, tempfile.TemporaryDirectory() as tmp:
         _ensure_model(client, name)
         production = _production(client, name)
         incumbent = None
@@ -435,7 +464,8 @@ def set_alias(name: str, version: int, alias: str, uri: str | None = None) -> No
     with _open(uri) as client:
         _version(client, name, version)
         try:
-            client.set_registered_model_alias(name, alias, str(version))
+            with _writing_to(uri):
+                client.set_registered_model_alias(name, alias, str(version))
         except MlflowException as err:
             raise UserError(f"cannot set alias {alias!r}: {_first_line(err)}") from err
 

@@ -8,6 +8,8 @@ import os
 import pickle
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -187,3 +189,43 @@ def test_a_checkpoint_or_model_that_cannot_be_written_is_named_and_the_last_chec
                                         r"the weights are in .*full/checkpoints/step-00000001"):  # fmt: skip
         train(load_train_config(overrides=settings))
     assert load_checkpoint(tmp_path / "full" / "checkpoints" / "step-00000001")[2]["step"] == 1
+
+
+@pytest.mark.parametrize("command", ["synth", "validate", "tokenizer"])
+def test_the_data_commands_name_a_place_that_takes_no_files(run, tmp_path, command, capsys):
+    """Before any work: a bad --out should not cost a scan or a tokenizer's training first."""
+    blocker, shards = _blocked(tmp_path), run["data"][0]
+    argv = {
+        "synth": ["synth", "--out", f"{blocker}/corpus", "--train", "8", "--eval", "0"],
+        "validate": ["validate", shards, "--out", f"{blocker}/report"],
+        "tokenizer": ["tokenizer", shards, "--out", f"{blocker}/tokenizer.json"],
+    }[command]
+    assert main(["data", *argv]) == 2
+    line = _one_line(capsys, "data")
+    assert "could not write" in line and str(blocker) in line, line
+
+
+def _file_size_limit(limit: int):
+    """A child's files cannot grow past `limit` bytes (RLIMIT_FSIZE): the kernel refuses the write with EFBIG, as a
+    full disk refuses it with ENOSPC. SIGXFSZ ignored, so the write fails instead of the process being killed."""
+
+    def limit_files() -> None:
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limit_files
+
+
+def test_a_corpus_that_outgrows_the_disk_is_one_line_and_leaves_no_partial_shard(tmp_path):
+    out = tmp_path / "corpus"
+    mug = Path(sys.executable).with_name("mug")
+    argv = [str(mug), "data", "synth", "--out", str(out), "--train", "400", "--eval", "0", "--image-size", "64"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, preexec_fn=_file_size_limit(50_000))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    last = done.stderr.strip().splitlines()[-1]  # after the progress bar
+    assert last == f"mug data: error: could not write the corpus's shards in {out}: File too large", last
+    assert list((out / "train").iterdir()) == []  # shards are renamed into place whole, or not at all

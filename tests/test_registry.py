@@ -3,6 +3,7 @@
 import json
 import math
 import multiprocessing
+import re
 import shutil
 
 import pytest
@@ -187,6 +188,44 @@ def test_link_to_wandb_skips_without_a_key_or_offline(checkpoint, monkeypatch):
 def test_a_missing_checkpoint_is_a_user_error(tmp_path, uri):
     with pytest.raises(UserError, match="does not exist"):
         register_model(tmp_path / "nope", {"transfer/score": 1.0}, LINEAGE, uri=uri)
+
+
+def test_a_registry_whose_folder_cannot_exist_is_named_in_one_line(checkpoint, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(UserError, match=rf"could not write the model registry .*\({blocker}/registry\): Not a dir"):
+        register(checkpoint, f"sqlite:///{blocker}/registry/mlflow.db", 0.5)
+
+
+def _register_with_file_size_limit(checkpoint, uri: str, limit: int, queue) -> None:
+    """register_model in a process whose files cannot grow past `limit` bytes (RLIMIT_FSIZE: the kernel refuses
+    the write, as on a full disk): puts the error's type and message, or None."""
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG from the write instead of the signal's default kill
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    try:
+        register(checkpoint, uri, 0.9)
+        queue.put(None)
+    except Exception as err:  # noqa: BLE001 - the parent asserts on what it was
+        queue.put((type(err).__name__, str(err)))
+
+
+def test_a_registration_that_cannot_be_written_is_one_line_and_production_stays(checkpoint, uri, tmp_path):
+    first = register(checkpoint, uri, 0.5)
+    weights = (checkpoint / "model.safetensors").stat().st_size
+    spawn = multiprocessing.get_context("spawn")
+    queue = spawn.Queue()
+    proc = spawn.Process(target=_register_with_file_size_limit, args=(checkpoint, uri, weights // 2, queue))
+    proc.start()
+    kind, message = queue.get(timeout=120)
+    proc.join(60)
+    assert kind == "UserError" and message.startswith(f"could not write the model registry {uri}"), message
+    assert "\n" not in message and re.search("File too large|disk I/O error|database or disk is full", message)
+    assert [(v.version, v.aliases) for v in list_versions(uri=uri)] == [(first.version, ["candidate", "production"])]
+    again = register(checkpoint, uri, 0.9)  # the registry is still whole: the next registration lands
+    assert again.promoted and again.version == first.version + 1
 
 
 def test_cli_list_show_promote(checkpoint, uri, capsys):

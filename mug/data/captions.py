@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mug.data.tar import tar_members
 from mug.data.urls import ShardError, Urls, expand_shards, reading_shard
-from mug.errors import UserError
+from mug.errors import UserError, writing
 from mug.tokenizer import CaptionTokenizer
 
 
@@ -24,7 +24,9 @@ def iter_captions(urls: Urls) -> Iterator[str]:
 
 def train_tokenizer(urls: Urls, out: str | Path, vocab_size: int = 8192, min_frequency: int = 2) -> CaptionTokenizer:
     """Learn the WordPiece vocabulary of the shards' captions and save it as `out` (a tokenizer.json)."""
+    with writing("the tokenizer"):  # before training, so a bad --out fails at once
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
     tokenizer = CaptionTokenizer.train(iter_captions(urls), vocab_size=vocab_size, min_frequency=min_frequency)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    tokenizer.save(out)
+    with writing("the tokenizer"):
+        tokenizer.save(out)
     return tokenizer

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from mug.data.shards import MAX_SAMPLES_PER_SHARD, MAX_SHARDS, ShardSample, write_shard
 from mug.data.synth import COLOURS, SHAPES, Scene, clean_caption, random_scene, render, web_caption
-from mug.errors import UserError
+from mug.errors import UserError, writing
 
 SPLITS = ("train", "eval")
 UNRELATED_KINDS = ("filename", "boilerplate", "seo", "other_caption")  # captions that do not describe the image
@@ -232,8 +232,9 @@ def synthesize_corpus(
         if shards[split] > MAX_SHARDS:
             raise UserError(f"{split} would need {shards[split]} shards, more than {MAX_SHARDS}; raise shard_size")
         _refuse_stale_shards(Path(out_dir) / split, shards[split])
-    for split in SPLITS:
-        (Path(out_dir) / split).mkdir(parents=True, exist_ok=True)
+    with writing("the corpus"):
+        for split in SPLITS:
+            (Path(out_dir) / split).mkdir(parents=True, exist_ok=True)
 
     jobs = [
         _ShardJob(
@@ -251,7 +252,10 @@ def synthesize_corpus(
     ]
     counts: Counter = Counter()
     start = time.perf_counter()
-    with tqdm(total=sum(sizes.values()), unit="sample", desc="synthesize", disable=not progress) as bar:
+    with (
+        writing(f"the corpus's shards in {out_dir}"),
+        tqdm(total=sum(sizes.values()), unit="sample", desc="synthesize", disable=not progress) as bar,
+    ):
         if workers == 1:
             for job in jobs:
                 counts += _write(job, lambda: bar.update(1))

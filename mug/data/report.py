@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mug.data.validate import RULES, format_number
+from mug.errors import writing
 from mug.reporting import STYLE, write_text_atomic
 
 if TYPE_CHECKING:
@@ -141,8 +142,9 @@ def render_html(result: GateResult) -> str:
 def write_report(result: GateResult, out_dir: str | Path) -> tuple[Path, Path]:
     """validation.json and validation.html in `out_dir` (created if missing)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     json_path, html_path = out / "validation.json", out / "validation.html"
-    write_text_atomic(json_path, json.dumps(result.to_dict(), indent=2) + "\n")
-    write_text_atomic(html_path, render_html(result))
+    with writing("the validation report"):
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(json_path, json.dumps(result.to_dict(), indent=2) + "\n")
+        write_text_atomic(html_path, render_html(result))
     return json_path, html_path

@@ -19,7 +19,7 @@ import yaml
 
 from mug.data.scan import ShardScan, scan_shards
 from mug.data.urls import Urls, shard_name
-from mug.errors import UserError
+from mug.errors import UserError, writing
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -317,6 +317,9 @@ def validate_shards(
     of `workers` processes (default: one per core), so a script calling this needs the usual
     `if __name__ == "__main__":` guard."""
     limits = load_thresholds(thresholds, min_side)
+    if out_dir is not None:
+        with writing("the validation report"):  # before the scan, so a bad --out fails at once
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
     if isinstance(tokenizer, str | Path):
         from mug.tokenizer import CaptionTokenizer
 
