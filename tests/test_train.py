@@ -66,8 +66,10 @@ def test_config_errors_name_the_field(tmp_path):
         load_train_config(overrides={"data": ["x.tar"], "batch_size": "big"})
     with pytest.raises(ConfigError, match="precision must be one of"):
         load_train_config(overrides={"data": ["x.tar"], "precision": "fp8"})
-    with pytest.raises(ConfigError, match="encoder.depth"):
+    with pytest.raises(ConfigError, match="^model.encoder.depth must be positive"):  # as the user sets it
         load_train_config(overrides={"data": ["x.tar"], "model": {"encoder": {"depth": 0}}})
+    with pytest.raises(ConfigError, match=r"^model.objective.w_rec and model.objective.w_cap must be >= 0"):
+        load_train_config(overrides={"data": ["x.tar"], "model": {"objective": {"w_rec": -1.0}}})
     with pytest.raises(ConfigError, match=r"crop_scale must be two fractions .* got \[0.9, 0.2\]"):
         load_train_config(overrides={"data": ["x.tar"], "crop_scale": [0.9, 0.2]})
     file = tmp_path / "run.yaml"
@@ -206,6 +208,7 @@ def test_a_diverging_run_stops_and_keeps_its_last_good_checkpoint(shards, tmp_pa
         (["--set", "init_from=3"], "init_from must be a string or null, got 3"),
         (["--set", "data=[1]"], r"data must be a list of strings, got \[1\]"),
         (["--objective", "mae", "--set", "model.objective.mask_ratio=0"], "mask_ratio 0.0 masks none of the"),
+        (["--set", "model.objective.name=clip"], r"model.objective.name \('clip'\) differs from objective \('mug'\)"),
         (["--objective", "simclr", "--accum-steps", "2"], "accum_steps=2 with objective simclr: .* fewer negatives"),
         (["--objective", "clip", "--set", "accum_steps=4"], "accum_steps=4 with objective clip: .* fewer negatives"),
     ],

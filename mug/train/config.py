@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from mug.config import ConfigError, ModelConfig, build_config, read_config_file
 from mug.data.augment import check_crop_scale
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+_MODEL_FIELD = re.compile(rf"(?<![\w.])({'|'.join(f.name for f in dataclasses.fields(ModelConfig))})\.")
 WANDB_MODES = ("offline", "online", "disabled")
 CONTRASTIVE = ("simclr", "clip")  # their loss is over the whole batch, so micro-batches cannot be accumulated
 
@@ -117,10 +119,17 @@ class TrainConfig:
     def model_config(self, vocab_size: int | None = None, pad_id: int | None = None) -> ModelConfig:
         """The preset with the `model` overrides and the objective; the tokenizer's vocabulary when given."""
         overrides = _model_sections(self.model)
-        overrides.setdefault("objective", {})["name"] = self.objective
+        named = overrides.setdefault("objective", {}).get("name", self.objective)
+        if named != self.objective:
+            raise ConfigError(f"model.objective.name ({named!r}) differs from objective ({self.objective!r}); "
+                              "choose the objective with objective (--objective) alone")  # fmt: skip
+        overrides["objective"]["name"] = self.objective
         if vocab_size is not None:
             overrides.setdefault("text", {}).update(vocab_size=vocab_size, pad_id=pad_id)
-        return build_config(self.preset, overrides=overrides)
+        try:
+            return build_config(self.preset, overrides=overrides)
+        except ConfigError as err:  # the model's fields live under `model` here: name them as the user sets them
+            raise ConfigError(_MODEL_FIELD.sub(r"model.\1.", str(err))) from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
