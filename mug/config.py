@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -17,6 +18,7 @@ from mug.errors import UserError
 
 OBJECTIVES = ("mae", "mug", "simclr", "clip")
 POOLS = ("cls", "mean")
+MAX_SIZE = 1 << 20  # the most any size of the model (image side, width, depth, vocabulary, ...) may be
 
 
 class ConfigError(UserError, ValueError):
@@ -159,10 +161,13 @@ class ModelConfig:
 
 
 def _positive(cfg: ModelConfig, section: str, names: tuple[str, ...]) -> None:
+    """Sizes are positive, and below a bound no model reaches (a typo's extra digits are named, not allocated)."""
     sub = getattr(cfg, section)
     for name in names:
         if getattr(sub, name) <= 0:
             raise ConfigError(f"{section}.{name} must be positive, got {getattr(sub, name)}")
+        if getattr(sub, name) > MAX_SIZE:
+            raise ConfigError(f"{section}.{name} must be at most {MAX_SIZE:,}, got {getattr(sub, name):,}")
 
 
 def _merge(cfg: Any, data: dict[str, Any], prefix: str = "") -> Any:
@@ -191,14 +196,14 @@ def _coerce(path: str, value: Any, kind: type) -> Any:
     elif kind in (int, float) and not isinstance(value, bool):
         try:
             number = kind(value)
-            if kind is int and isinstance(value, float) and value != number:
+            if (kind is int and isinstance(value, float) and value != number) or not math.isfinite(number):
                 raise ValueError
             return number
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             pass
     elif kind is str and isinstance(value, str):
         return value
-    kinds = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    kinds = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
     raise ConfigError(f"{path} must be {kinds[kind]}, got {value!r}")
 
 
@@ -229,7 +234,12 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             if not isinstance(node, dict):
                 section = ".".join(parents[: depth + 1])
                 raise ConfigError(f"override '{item}' sets a field of {section}, which an earlier one set to {node!r}")
-        node[leaf] = yaml.safe_load(raw)
+        try:
+            node[leaf] = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or type(err).__name__
+            shown = item if item.isprintable() else repr(item)  # a control character must not break the line
+            raise ConfigError(f"--set {shown}: the value is not valid YAML ({problem})") from None
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -89,6 +90,10 @@ class TrainConfig:
             raise ConfigError(f"warmup_steps must be in [0, steps={self.steps}], got {self.warmup_steps}")
         if self.base_lr <= 0 or not 0 <= self.min_lr <= self.base_lr:
             raise ConfigError(f"need base_lr > 0 and 0 <= min_lr <= base_lr, got {self.base_lr} and {self.min_lr}")
+        if not all(0 <= beta < 1 for beta in self.betas):
+            raise ConfigError(f"betas must both be in [0, 1), got {list(self.betas)}")
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(f"seed must be in [0, 2**63), got {self.seed}")
         if self.clip_grad < 0 or self.weight_decay < 0:
             raise ConfigError("clip_grad and weight_decay must be >= 0 (clip_grad 0 turns clipping off)")
         if self.precision not in PRECISIONS:
@@ -185,7 +190,7 @@ def _conforms(value: Any, hint: Any) -> bool:
     if hint in (int, float) and isinstance(value, bool):
         return False
     if hint is float:
-        return isinstance(value, int | float)
+        return isinstance(value, int | float) and math.isfinite(value)
     if origin is list:
         return isinstance(value, list) and all(_conforms(v, args[0]) for v in value)
     if origin is tuple:
@@ -196,7 +201,7 @@ def _conforms(value: Any, hint: Any) -> bool:
 
 
 def _describe(hint: Any) -> str:
-    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+    words = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string", type(None): "null"}
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is types.UnionType:
         return " or ".join(_describe(arg) for arg in args)
