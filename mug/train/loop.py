@@ -30,6 +30,7 @@ from mug.data.augment import normalize
 from mug.data.device_crop import crop_batch
 from mug.data.loader import Loader, LoaderConfig, make_loader
 from mug.errors import UserError, writing
+from mug.history import HISTORY, read_history
 from mug.lineage import code_version
 from mug.models import MaskedGenerative, Objective, build_model
 from mug.optim import build_optimizer
@@ -39,13 +40,11 @@ from mug.train.distributed import DistEnv, all_gather_objects, all_reduce_mean, 
 from mug.train.distributed import shutdown as shutdown_distributed
 from mug.train.schedule import lr_at, scaled_lr
 from mug.train.state import (
-    HISTORY,
     STATE,
     DataPosition,
     TrainState,
     latest_checkpoint,
     load_training_state,
-    read_history,
     rng_state,
     save_training_checkpoint,
     set_rng_state,
