@@ -220,6 +220,7 @@ def _file_size_limit(limit: int):
     return limit_files
 
 
+@pytest.mark.slow
 def test_a_corpus_that_outgrows_the_disk_is_one_line_and_leaves_no_partial_shard(tmp_path):
     out = tmp_path / "corpus"
     mug = Path(sys.executable).with_name("mug")

@@ -156,6 +156,7 @@ def test_artifacts_download_as_a_loadable_checkpoint(checkpoint, uri, tmp_path):
     assert run.info.status == "FINISHED"
 
 
+@pytest.mark.slow
 def test_concurrent_registrations_get_distinct_versions_and_the_best_wins(checkpoint, tmp_path):
     """Three processes started together on a registry with no database yet: they also race to create it."""
     uri = f"sqlite:///{tmp_path}/fresh/mlflow.db"
@@ -212,6 +213,7 @@ def _register_with_file_size_limit(checkpoint, uri: str, limit: int, queue) -> N
         queue.put((type(err).__name__, str(err)))
 
 
+@pytest.mark.slow
 def test_a_registration_that_cannot_be_written_is_one_line_and_production_stays(checkpoint, uri, tmp_path):
     first = register(checkpoint, uri, 0.5)
     weights = (checkpoint / "model.safetensors").stat().st_size
