@@ -9,7 +9,7 @@ TORCH  := $(if $(filter aarch64,$(shell uname -m)),torch==2.9.1 torchvision==0.2
 export WANDB_MODE ?= offline
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install lock data demo test lint bench clean
+.PHONY: install lock data demo test test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -38,6 +38,10 @@ demo: data
 
 test: install
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q
+
+# The inner loop: everything but the tests marked slow (pipeline runs, DDP, compile, DVC clones), under 2 minutes.
+test-fast: install
+	WANDB_MODE=disabled $(BIN)/python -m pytest -q -m "not slow"
 
 lint: install
 	$(BIN)/ruff check mug tests benchmarks

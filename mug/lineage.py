@@ -1,15 +1,51 @@
-"""Where a model's data came from: the content hash and the revision a registered model records, so it can be
-traced back to the exact shards. KFP's cache key hashes parameter values, not data, so these travel as values."""
+"""Where a model came from: the code version and the data's content hash and revision that a registered model
+records, so it can be traced back to the exact code and shards. KFP's cache key hashes parameter values, not data,
+so these travel as values. The one place that asks git: `git_state`."""
 
 from __future__ import annotations
 
 import hashlib
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+import mug
+
 UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class GitState:
+    commit: str  # the full hash of HEAD
+    dirty: bool  # tracked files differ from it: the commit alone did not produce what runs
+
+
+def git_state(where: Path) -> GitState | None:
+    """HEAD of the git repository holding `where`, and whether its tracked files have changes; None outside a
+    repository (an installed package, a container image) or without git."""
+
+    def git(*args: str) -> str | None:
+        try:
+            run = subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return run.stdout.strip() if run.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return None
+    return GitState(commit, bool(git("status", "--porcelain", "--untracked-files=no")))
+
+
+def code_version() -> str:
+    """The package version, with the commit as PEP 440's local part in a git checkout (`.dirty` when tracked
+    files have changes): what a model's lineage records, e.g. 0.1.0+g1a2b3c4.dirty."""
+    state = git_state(Path(mug.__file__).parent)
+    if state is None:
+        return mug.__version__
+    return f"{mug.__version__}+g{state.commit[:7]}{'.dirty' if state.dirty else ''}"
 
 
 def _local(shards: list[str]) -> list[Path] | None:
@@ -55,16 +91,7 @@ def data_revision(shards: list[str], given: str = "") -> str:
     paths = _local(shards)
     if not paths:
         return UNKNOWN
-    where = paths[0].resolve().parent
-
-    def git(*args: str) -> str:
-        try:
-            run = subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            return ""
-        return run.stdout.strip() if run.returncode == 0 else ""
-
-    commit = git("rev-parse", "HEAD")
-    if not commit:
+    state = git_state(paths[0].resolve().parent)
+    if state is None:
         return UNKNOWN
-    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    return state.commit + ("+dirty" if state.dirty else "")

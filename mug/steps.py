@@ -238,13 +238,13 @@ def register(
     """Register the checkpoint with its eval `metrics` (and the outcomes in `metrics_dir`) and the lineage its
     Model artifact carries (data md5 and revision, code version, the run that made it); `baseline` (and
     `baseline_dir`) is production's evaluation on the same eval data, when the pipeline measured it;
-    `training_noise` the gate's allowance (None: `mug.promotion.TRAINING_NOISE`). Returns the registry's
-    `Registration`."""
-    from mug.registry import register_model
+    `training_noise` the gate's allowance (None: `mug.promotion.TRAINING_NOISE`). The version is also linked to
+    the W&B Registry when W&B is online with a key (the log says which). Returns the registry's `Registration`."""
+    from mug.registry import link_to_wandb, register_model
 
     lineage = {key: str(model_metadata[key]) for key in LINEAGE_KEYS if model_metadata.get(key) not in (None, "")}
     candidate = evidence(metrics, metrics_dir)
-    return register_model(
+    registration = register_model(
         model_dir,
         candidate.metrics,
         lineage | {"pipeline_run": pipeline_run},
@@ -254,6 +254,8 @@ def register(
         baseline=evidence(baseline, baseline_dir) if baseline is not None else None,
         **_allowance(training_noise),
     )
+    print(link_to_wandb(model_dir, registration))
+    return registration
 
 
 def _allowance(training_noise: float | None) -> dict[str, float]:

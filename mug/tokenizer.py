@@ -109,9 +109,10 @@ class CaptionTokenizer:
         return torch.from_numpy(out)
 
     def _batch_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        """Word-piece ids of each text. HF's BERT normalisation costs ~100 ns a character, ~15 us a caption: for a
-        BERT-style tokenizer a printable-ASCII caption is tokenised word by word from a cache instead (5x faster,
-        the same ids: lower-casing is all its normalisation does there, and words are split on spaces first)."""
+        """Word-piece ids of each text. HF's BERT normalisation dominates the cost of short captions, so for a
+        BERT-style tokenizer a printable-ASCII caption is tokenised word by word from a cache instead (the same
+        ids: lower-casing is all its normalisation does there, and words are split on spaces first; the speed-up
+        is in docs/benchmarks.md, "Measured choices in the code")."""
         ids: list[list[int] | None] = [None] * len(texts)
         if self._word_ids is not None:
             for i, text in enumerate(texts):

@@ -13,7 +13,6 @@ import datetime
 import json
 import os
 import re
-import subprocess
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from kfp import compiler
 
 import mug
 from mug.errors import UserError
+from mug.lineage import git_state
 
 # kfp's names for parameter types (component spec, then compiled IR) -> the Python type a value must have.
 _SPEC_TYPES = {"String": "str", "Integer": "int", "Float": "float", "Boolean": "bool", "List": "list", "Dict": "dict"}
@@ -211,16 +211,12 @@ def _check_cron_item(expr: str, item: str, name: str, low: int, high: int, names
 
 
 def git_commit() -> str:
-    """The short commit of the code defining the pipelines ("-dirty" if it has uncommitted changes)."""
-    where = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=where, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=where).returncode != 0
-    except (OSError, subprocess.CalledProcessError):
+    """The short commit of the code defining the pipelines ("-dirty" if it has uncommitted changes), which the
+    pipeline versions' names and descriptions carry."""
+    state = git_state(Path(__file__).resolve().parent)
+    if state is None:
         return "unknown"
-    return f"{commit}-dirty" if dirty else commit
+    return state.commit[:7] + ("-dirty" if state.dirty else "")
 
 
 def description(name: str, commit: str) -> str:

@@ -2,10 +2,13 @@
 
 import json
 
+import pytest
+
 from mug.cli import main
 from mug.tokenizer import CaptionTokenizer
 
 
+@pytest.mark.slow
 def test_synth_then_tokenizer_then_a_passing_gate(tmp_path, capsys):
     out = tmp_path / "corpus"
     assert main(["data", "synth", "--out", str(out), "--train", "300", "--eval", "100", "--shard-size", "100"]) == 0

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow  # make test-fast skips this module
+
 
 def run(*args, cwd):
     # The stages call `mug`: put this interpreter's scripts first on PATH, as an activated venv would.

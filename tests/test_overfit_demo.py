@@ -11,6 +11,8 @@ from mug.cli import main
 from mug.demo import build_demo_checkpoint, caption_file
 from mug.generation import GenerationConfig
 
+pytestmark = pytest.mark.slow  # make test-fast skips this module
+
 
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory):

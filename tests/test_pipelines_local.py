@@ -12,6 +12,8 @@ from mug.registry import list_versions, production_score, register_model
 from pipelines.local import run_local
 from tests.conftest import MICRO
 
+pytestmark = pytest.mark.slow  # make test-fast skips this module
+
 
 def _corpus(root: Path, noise: NoiseConfig | None = None) -> Path:
     synthesize_corpus(root, 256, 96, shard_size=128, image_size=32, noise=noise or NoiseConfig(), progress=False)

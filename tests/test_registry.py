@@ -156,6 +156,7 @@ def test_artifacts_download_as_a_loadable_checkpoint(checkpoint, uri, tmp_path):
     assert run.info.status == "FINISHED"
 
 
+@pytest.mark.slow
 def test_concurrent_registrations_get_distinct_versions_and_the_best_wins(checkpoint, tmp_path):
     """Three processes started together on a registry with no database yet: they also race to create it."""
     uri = f"sqlite:///{tmp_path}/fresh/mlflow.db"
@@ -212,6 +213,7 @@ def _register_with_file_size_limit(checkpoint, uri: str, limit: int, queue) -> N
         queue.put((type(err).__name__, str(err)))
 
 
+@pytest.mark.slow
 def test_a_registration_that_cannot_be_written_is_one_line_and_production_stays(checkpoint, uri, tmp_path):
     first = register(checkpoint, uri, 0.5)
     weights = (checkpoint / "model.safetensors").stat().st_size
@@ -256,8 +258,9 @@ def test_cli_list_show_promote(checkpoint, uri, capsys):
         assert len(err.strip().splitlines()) == 1 and message in err
 
 
-def test_the_pipeline_step_registers_with_the_model_artifacts_lineage(checkpoint, uri):
+def test_the_pipeline_step_registers_with_the_model_artifacts_lineage(checkpoint, uri, capsys, monkeypatch):
     """`mug.steps.register`, what the register_model component calls with its artifacts' metadata."""
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
     from mug.steps import LINEAGE_KEYS, model_metadata, numbers, register
 
     summary = {"train": {"objective": "mug", "preset": "tiny"}, "steps": 3, "code_version": "0.1.0"}
@@ -270,6 +273,8 @@ def test_the_pipeline_step_registers_with_the_model_artifacts_lineage(checkpoint
     tags = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version("mug-encoder", str(reg.version)).tags
     assert (tags["lineage.data_md5"], tags["lineage.steps"], tags["lineage.pipeline_run"]) == ("abc", "3", "run-7")
     assert "lineage.data_revision" not in tags and "lineage.init_from" not in tags  # empty values are not lineage
+    linked = f"W&B Registry: skipped (no WANDB_API_KEY); mug-encoder v{reg.version} is in the MLflow registry only"
+    assert capsys.readouterr().out.strip().splitlines()[-1] == linked
     assert (
         register(
             checkpoint,

@@ -4,6 +4,7 @@ value or refuses it with one line that names the setting (exit 2). Nothing ends 
 import dataclasses
 import typing
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -12,6 +13,8 @@ from mug.commands.pretrain import train_config_from_args
 from mug.config import ModelConfig
 from mug.errors import UserError
 from mug.train.config import TrainConfig
+
+pytestmark = pytest.mark.slow  # make test-fast skips this module
 
 TRAIN_KEYS = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "model"]
 MODEL_KEYS = [

@@ -149,6 +149,7 @@ def _run(argv: list[str], **kw) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_and_resumed_ends_with_the_same_weights(shards, tmp_path):
     settings = micro_settings(data=[shards], steps=40, ckpt_every=4, keep_last=3, num_workers=1)
     straight = _run(["pretrain", "--out", str(tmp_path / "straight"), *micro_argv(settings)])
@@ -254,6 +255,7 @@ def test_resume_refuses_a_checkpoint_of_another_model(shards, tmp_path):
         train(load_train_config(overrides=other), resume=True)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_that_cannot_be_written_leaves_the_previous_one_loadable(shards, tmp_path):
     """A real write failure: the child process may not write files over 64 KiB (RLIMIT_FSIZE), as on a full disk."""
     train(load_train_config(overrides=micro_settings("mae", data=[shards], out=str(tmp_path), steps=2)))
@@ -283,6 +285,7 @@ def test_a_checkpoint_that_cannot_be_written_leaves_the_previous_one_loadable(sh
     assert Path(tmp_path / "model" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_two_process_ddp_through_torchx_sees_different_data_and_saves_once(shards, tmp_path):
     """`mug pretrain --nproc 2`: torchx's dist.torchrun on local_cwd, two gloo ranks on the CPU."""
     settings = micro_settings("mae", data=[shards], steps=6, ckpt_every=3)
@@ -335,6 +338,7 @@ def test_kubernetes_dry_run_renders_the_same_training_command(shards):
     assert "crop_on_device=true" in rendered  # the flag reaches the pods' command line
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_records_the_losses_and_sample_images(shards, tmp_path, monkeypatch):
     """The default tracking mode, for real: an offline W&B run that `wandb sync` can upload later."""
     monkeypatch.delenv("WANDB_MODE", raising=False)
@@ -367,6 +371,7 @@ def test_init_from_continues_a_trained_model_with_a_fresh_optimiser(shards, tmp_
         load_train_config(overrides=micro_settings(data=[shards], init_from=str(tmp_path / "nowhere")))
 
 
+@pytest.mark.slow
 def test_sigterm_saves_the_step_in_flight_and_stops(shards, tmp_path):
     """What a preempted pod gets: the run finishes its step, checkpoints it, and says how to resume."""
     settings = micro_settings("mae", data=[shards], steps=400, ckpt_every=1000)
@@ -396,6 +401,7 @@ def test_bf16_autocast_trains_on_the_cpu_and_fp16_is_refused_there(shards, tmp_p
         train(load_train_config(overrides=settings | {"precision": "fp16", "out": str(tmp_path / "fp16")}))
 
 
+@pytest.mark.slow
 def test_compiled_training_matches_eager_and_saves_plain_weights(shards, tmp_path):
     """`compile: true` (torch.compile, inductor on the CPU): the losses of eager within 2% (inductor draws the
     random masks from its own generator, so they differ), and a checkpoint with the model's own parameter names

@@ -1,7 +1,8 @@
 """Augmentation for the loader: decoded pixels in, uint8 [S, S, 3] rows of a batch out.
 
-Crops are resized and flipped by OpenCV (3.5x faster than torch's uint8 antialiased bicubic, 6x faster than PIL's),
-and images stay uint8 and channels-last until `normalize` turns a whole batch into ImageNet-normalised floats.
+Crops are resized and flipped by OpenCV (faster than torch's uint8 antialiased bicubic and PIL's: docs/benchmarks.md,
+"Measured choices in the code"), and images stay uint8 and channels-last until `normalize` turns a whole batch into
+ImageNet-normalised floats.
 Decoding JPEGs at reduced DCT scale was measured and dropped: at img2dataset's quality 95 entropy decoding
 dominates, and 1/2 scale is no faster than full scale. Randomness comes from the `random.Random` passed in, so a
 seeded loader is deterministic.
@@ -130,15 +131,15 @@ def normalize(images: torch.Tensor | Sequence[torch.Tensor], out: torch.Tensor |
 
 
 def gaussian_blur(image: torch.Tensor, kernel: int, sigma: float) -> torch.Tensor:
-    """torchvision's gaussian_blur (same kernel, reflect padding; within 1 grey level) through OpenCV: 10x faster
-    than torchvision's. uint8 [3, H, W] in, channels-last out."""
+    """torchvision's gaussian_blur (same kernel, reflect padding; within 1 grey level) through OpenCV, which is
+    faster. uint8 [3, H, W] in, channels-last out."""
     pixels = cv2.GaussianBlur(hwc(image), (kernel, kernel), sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101)
     return torch.from_numpy(pixels).permute(2, 0, 1)
 
 
 def adjust_hue(image: torch.Tensor, factor: float) -> torch.Tensor:
     """torchvision's adjust_hue (the hue turned by `factor` x 360 degrees; within 1 grey level) through OpenCV's
-    float HSV: 5x faster, and ColorJitter's most expensive step. uint8 [3, H, W] in, channels-last out."""
+    float HSV, which is faster, for ColorJitter's most expensive step. uint8 [3, H, W] in, channels-last out."""
     hsv = cv2.cvtColor(hwc(image).astype(np.float32) * (1 / 255), cv2.COLOR_RGB2HSV)
     hsv[..., 0] = (hsv[..., 0] + factor * 360) % 360
     rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)

@@ -1,18 +1,17 @@
 """Batch buffers a DataLoader worker reuses once the training process is done with them.
 
 A worker that allocates every batch afresh in shared memory pays for its pages being created, zeroed, faulted in
-and freed each time: 2 ms a batch of 64 uint8 images at 64 px, 7.8 ms at 224 px (a third of the JPEG decoding),
-measured with a worker doing nothing else. Linux's default `shmem_enabled=never` rules out huge pages for
-/dev/shm, so the way out is not to free them: each worker keeps a few buffer sets and reuses a set once the
-training process has let go of the batch built in it.
+and freed each time, a third of the JPEG decoding's cost at 224 px (docs/benchmarks.md). Linux's default
+`shmem_enabled=never` rules out huge pages for /dev/shm, so the way out is not to free them: each worker keeps a
+few buffer sets and reuses a set once the training process has let go of the batch built in it.
 
 Who holds what lives in a small shared table (`busy`, a row per worker): the worker marks a set busy when it
 hands a batch over; the training process marks it free when the memory of every tensor of that batch is
 released (finalizers on the tensors' storages, which views and numpy arrays of them keep alive too). With every
 set busy the worker allocates a fresh batch, as before: reuse never waits and never overwrites a batch in use.
 
-Handing a tensor over costs 0.3-0.45 ms even when its memory is reused (its file descriptor is passed and mapped
-again), so without pinning a reused set travels as its index alone: the training process keeps the set it received
+Handing a tensor over costs time even when its memory is reused (its file descriptor is passed and mapped again),
+so without pinning a reused set travels as its index alone: the training process keeps the set it received
 the first time (`MappedSets`) and makes the batch's tensors from it. With pinning, DataLoader's pin thread needs
 the tensors themselves, and they are sent every time.
 """

@@ -22,8 +22,8 @@ class BadImage(Exception):
 
 
 def _decode_jpeg(data: bytes, into: np.ndarray | None) -> np.ndarray:
-    """simplejpeg, within PIL's decompression-bomb limit: a corrupt header claiming 30,000 x 30,000 px cost
-    simplejpeg 6 s and 2.6 GB before it failed; PIL refuses such an image from its header alone."""
+    """simplejpeg, within PIL's decompression-bomb limit: simplejpeg spends seconds and gigabytes on a corrupt
+    header claiming a huge image before it fails (docs/benchmarks.md); PIL refuses such an image from its header."""
     height, width, _, _ = simplejpeg.decode_jpeg_header(data)
     if height * width > (Image.MAX_IMAGE_PIXELS or float("inf")):
         raise ValueError("more pixels than PIL's decompression-bomb limit")

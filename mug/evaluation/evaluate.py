@@ -29,16 +29,16 @@ held-out images the model's and the floor's CLS probe got right: what the model 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from mug.checkpoint import CheckpointError, load_checkpoint
 from mug.data.loader import LoaderConfig, make_loader
+from mug.device import pick_device
 from mug.errors import UserError, writing
 from mug.evaluation.digits import digit_images, to_model_input
 from mug.evaluation.features import POOLS, FeatureBank, digit_features
@@ -46,22 +46,21 @@ from mug.evaluation.floor import Features, floor_features
 from mug.evaluation.masked import MaskedPass
 from mug.evaluation.probes import accuracy, confusion, knn, linear_probes, split
 from mug.evaluation.report import render_html
+from mug.evaluation.results import Evaluation
 from mug.evaluation.significance import (
     OUTCOMES,
     TRANSFER_SCORE,
-    Outcomes,
     TaskOutcome,
     summarize,
     write_outcomes,
 )
 from mug.evaluation.zero_shot import PromptGrid, clip_scores
+from mug.history import HISTORY, read_history
 from mug.image import to_pil
 from mug.models import MaskedGenerative, Objective
 from mug.models.objectives import CLIP
 from mug.reporting import write_text_atomic
 from mug.tokenizer import CaptionTokenizer
-from mug.train.distributed import pick_device
-from mug.train.state import HISTORY, read_history
 
 HEADLINE = "probe_cls"  # the probe the transfer score and its intervals are read from
 
@@ -76,27 +75,6 @@ class EvalOptions:
     examples: int = 8  # reconstruction strips and captions shown in the report
     masked_samples: int = 1000  # mae/mug: the masked pass (reconstruction, captions, zero-shot) reads this many
     progress: bool = True
-
-
-@dataclass
-class Evaluation:
-    """Everything the report shows."""
-
-    checkpoint: str
-    objective: str
-    data: list[str]
-    samples: int
-    digit_samples: int
-    metrics: dict[str, float] = field(default_factory=dict)
-    confusion: dict[str, dict] = field(default_factory=dict)
-    chance: dict[str, float] = field(default_factory=dict)  # per label and "digits": majority class on the test half
-    outcomes: Outcomes = field(default_factory=dict)  # per task: the CLS probe's hits, the model's and the floor's
-    floor_cached: bool = False
-    notes: list[str] = field(default_factory=list)
-    history: list[dict] = field(default_factory=list)
-    strips: list[tuple[Image.Image, Image.Image]] = field(default_factory=list)  # (original, strip)
-    digits: list[Image.Image] = field(default_factory=list)  # one image per digit, as the model sees it
-    captions: list[tuple[Image.Image, str, str]] = field(default_factory=list)
 
 
 def _transfer(

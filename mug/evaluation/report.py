@@ -11,18 +11,15 @@ import base64
 import html
 import io
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from PIL import Image
 
+from mug.evaluation.results import Evaluation
 from mug.evaluation.significance import verdict
 from mug.reporting import STYLE
-
-if TYPE_CHECKING:
-    from mug.evaluation.evaluate import Evaluation
 
 METHODS = ("probe_cls", "probe_mean", "knn_cls", "knn_mean", "zero_shot")
 OTHER_METRICS = {

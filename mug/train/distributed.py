@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from mug.config import ConfigError
+from mug.device import pick_device
 
 
 @dataclass(frozen=True)
@@ -24,20 +24,6 @@ class DistEnv:
     @property
     def active(self) -> bool:
         return self.world_size > 1
-
-
-def pick_device(name: str) -> torch.device:
-    """'auto' is this process's GPU (LOCAL_RANK) when there is one, else the CPU."""
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {name!r} asked for, but torch sees no CUDA GPU")
-        return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
-    if name != "cpu":
-        raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}")
-    return torch.device("cpu")
 
 
 def init_distributed(device_name: str) -> DistEnv:

@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import signal
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -25,13 +24,14 @@ from safetensors import SafetensorError
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-import mug
 from mug.checkpoint import CheckpointError, load_checkpoint, read_config, save_checkpoint
 from mug.config import ConfigError
 from mug.data.augment import normalize
 from mug.data.device_crop import crop_batch
 from mug.data.loader import Loader, LoaderConfig, make_loader
 from mug.errors import UserError, writing
+from mug.history import HISTORY, read_history
+from mug.lineage import code_version
 from mug.models import MaskedGenerative, Objective, build_model
 from mug.optim import build_optimizer
 from mug.tokenizer import CaptionTokenizer
@@ -40,13 +40,11 @@ from mug.train.distributed import DistEnv, all_gather_objects, all_reduce_mean, 
 from mug.train.distributed import shutdown as shutdown_distributed
 from mug.train.schedule import lr_at, scaled_lr
 from mug.train.state import (
-    HISTORY,
     STATE,
     DataPosition,
     TrainState,
     latest_checkpoint,
     load_training_state,
-    read_history,
     rng_state,
     save_training_checkpoint,
     set_rng_state,
@@ -129,21 +127,6 @@ class Batches:
             f"batch_size {size} > the samples each of the {workers} loader workers reads ({usable} in all, split by "
             f"shard) in {shards}{skipped}: lower batch_size or num_workers"
         )
-
-
-def code_version() -> str:
-    """The package version and, in a git checkout, the commit: what a model's lineage records."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(mug.__file__).parent,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return f"{mug.__version__}+g{commit}" if commit else mug.__version__
 
 
 def resolve_tokenizer(cfg: TrainConfig, out: Path, env: DistEnv, start_from: Path | None) -> CaptionTokenizer:

@@ -9,7 +9,6 @@ leaves the previous checkpoint loadable.
 
 from __future__ import annotations
 
-import json
 import pickle
 import re
 import shutil
@@ -21,10 +20,11 @@ from typing import Any
 import torch
 
 from mug.checkpoint import CheckpointError, existing_file, required_file, save_checkpoint
+from mug.history import HISTORY, write_history
 from mug.models import Objective
 from mug.tokenizer import CaptionTokenizer
 
-STATE, HISTORY = "train_state.pt", "history.jsonl"
+STATE = "train_state.pt"
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
 
 
@@ -57,33 +57,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def write_history(path: Path, history: list[dict[str, float]]) -> None:
-    path.write_text("".join(json.dumps(row) + "\n" for row in history))
-
-
-def read_history(path: Path) -> list[dict[str, float]]:
-    """The logged rows; a line that does not parse (a run killed mid-write) is skipped. A file that is not text
-    (rows are ASCII JSON) is another file: a CheckpointError names it."""
-    if not existing_file(path):
-        return []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise CheckpointError(f"{path} is not a history of JSON lines: it is not text ({err.reason})") from err
-    lines = text.splitlines()
-    rows = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and "step" in row:
-            rows.append(row)
-    if not rows and len(lines) > 1:  # one cut-off line is a run killed mid-write; more is another format
-        raise CheckpointError(f"{path} is not a mug history: none of its {len(lines)} lines is a JSON row with a step")
-    return rows
 
 
 def save_training_checkpoint(

@@ -12,7 +12,7 @@ from typing import Any
 from PIL import Image
 
 from mug.errors import writing
-from mug.train.state import HISTORY, write_history
+from mug.history import HISTORY, write_history
 
 log = logging.getLogger("mug.train")
 
