@@ -54,3 +54,14 @@ def floor_cache(tmp_path_factory):
 
     os.environ["MUG_CACHE_DIR"] = str(tmp_path_factory.mktemp("mug-cache"))
     return os.environ["MUG_CACHE_DIR"]
+
+
+def limit_file_size(limit: int) -> None:
+    """From now on this process's files cannot grow past `limit` bytes (RLIMIT_FSIZE): the kernel refuses the write
+    with EFBIG, as a full disk refuses it with ENOSPC. SIGXFSZ is ignored, so the write fails instead of the process
+    being killed. For child processes only (a preexec_fn, or the target of a spawned process)."""
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))

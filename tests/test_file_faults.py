@@ -4,6 +4,7 @@ mix-up damages it: the loaders, `mug evaluate` and `mug pretrain --resume` name 
 
 Tests run as root, where permissions stop no write: the places here fail for anyone (a file where a folder must be)."""
 
+import functools
 import os
 import pickle
 import re
@@ -24,6 +25,7 @@ from mug.history import HISTORY, read_history
 from mug.train.config import load_train_config
 from mug.train.loop import train
 from mug.train.state import STATE, latest_checkpoint, load_training_state
+from tests.conftest import limit_file_size
 from tests.test_train import micro_argv, micro_settings
 
 FILES = ("model.safetensors", "config.json", "tokenizer.json", STATE, HISTORY)
@@ -206,27 +208,15 @@ def test_the_data_commands_name_a_place_that_takes_no_files(run, tmp_path, comma
     assert "could not write" in line and str(blocker) in line, line
 
 
-def _file_size_limit(limit: int):
-    """A child's files cannot grow past `limit` bytes (RLIMIT_FSIZE): the kernel refuses the write with EFBIG, as a
-    full disk refuses it with ENOSPC. SIGXFSZ ignored, so the write fails instead of the process being killed."""
-
-    def limit_files() -> None:
-        import resource
-        import signal
-
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    return limit_files
-
-
 @pytest.mark.slow
 def test_a_corpus_that_outgrows_the_disk_is_one_line_and_leaves_no_partial_shard(tmp_path):
     out = tmp_path / "corpus"
     mug = Path(sys.executable).with_name("mug")
     argv = [str(mug), "data", "synth", "--out", str(out), "--train", "400", "--eval", "0", "--image-size", "64"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, preexec_fn=_file_size_limit(50_000))
+    done = subprocess.run(
+        argv, capture_output=True, text=True, env=env, preexec_fn=functools.partial(limit_file_size, 50_000)
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     last = done.stderr.strip().splitlines()[-1]  # after the progress bar
     assert last == f"mug data: error: could not write the corpus's shards in {out}: File too large", last

@@ -24,7 +24,7 @@ from mug.registry import (
     read_model_card,
     register_model,
 )
-from tests.conftest import micro_config
+from tests.conftest import limit_file_size, micro_config
 from tests.test_promotion import evidence
 
 LINEAGE = {"data_md5": "d41d8cd98f00b204e9800998ecf8427e", "data_revision": "abc123", "pipeline_run": "run-42"}
@@ -199,13 +199,9 @@ def test_a_registry_whose_folder_cannot_exist_is_named_in_one_line(checkpoint, t
 
 
 def _register_with_file_size_limit(checkpoint, uri: str, limit: int, queue) -> None:
-    """register_model in a process whose files cannot grow past `limit` bytes (RLIMIT_FSIZE: the kernel refuses
-    the write, as on a full disk): puts the error's type and message, or None."""
-    import resource
-    import signal
-
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG from the write instead of the signal's default kill
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    """register_model in a process whose files cannot grow past `limit` bytes, as on a full disk: puts the
+    error's type and message, or None."""
+    limit_file_size(limit)
     try:
         register(checkpoint, uri, 0.9)
         queue.put(None)
