@@ -121,3 +121,23 @@ def load_checkpoint(
             f"checkpoint {directory}: tokenizer has {tokenizer.vocab_size} tokens, config says {cfg.text.vocab_size}"
         )
     return model.to(device).eval(), tokenizer, metadata
+
+
+def check_same_model(checkpoint: Path, model_cfg: ModelConfig) -> dict:
+    """The checkpoint's metadata, after checking that its model is `model_cfg` (the first difference is named)."""
+    saved_model, metadata = read_config(checkpoint)
+    if saved_model.to_dict() != model_cfg.to_dict():
+        diff = _first_difference(saved_model.to_dict(), model_cfg.to_dict())
+        raise CheckpointError(f"cannot start from {checkpoint}: its model differs from this run's ({diff})")
+    return metadata
+
+
+def _first_difference(a: dict, b: dict, prefix: str = "") -> str:
+    for key in sorted(set(a) | set(b)):
+        if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
+            found = _first_difference(a[key], b[key], f"{prefix}{key}.")
+            if found:
+                return found
+        elif a.get(key) != b.get(key):
+            return f"{prefix}{key}: checkpoint {a.get(key)!r}, run {b.get(key)!r}"
+    return ""

@@ -1,5 +1,5 @@
-"""The pre-training loop. The step stays in plain sight in `train` (schedule, forward, backward, clip, optimiser
-step); data position, checkpoints and logging are small helpers around it.
+"""The pre-training loop: set up (`mug.train.setup`) -> the step, in plain sight (schedule, forward, backward,
+clip, check, optimiser step, log, checkpoint) -> finish (the final model and the run summary).
 
 Exact resume: a checkpoint stores the optimiser, the scaler, torch's RNG state and the data position (loader epoch
 and micro-batches consumed); a resumed run restores them and replays the epoch up to that position (the loader is
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import math
 import signal
 import threading
@@ -21,38 +20,24 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from mug.checkpoint import CheckpointError, load_checkpoint, read_config, save_checkpoint
-from mug.config import ConfigError
+from mug.checkpoint import CheckpointError, save_checkpoint
 from mug.data.augment import normalize
 from mug.data.device_crop import crop_batch
-from mug.data.loader import Loader, LoaderConfig, make_loader
 from mug.errors import UserError, writing
-from mug.history import HISTORY, read_history
-from mug.lineage import code_version
-from mug.models import MaskedGenerative, Objective, build_model
-from mug.optim import build_optimizer
+from mug.history import HISTORY
+from mug.models import MaskedGenerative, Objective
 from mug.tokenizer import CaptionTokenizer
 from mug.train.config import TrainConfig
 from mug.train.distributed import DistEnv, all_gather_objects, all_reduce_mean, all_reduce_sum, init_distributed
 from mug.train.distributed import shutdown as shutdown_distributed
-from mug.train.schedule import lr_at, scaled_lr
-from mug.train.state import (
-    STATE,
-    DataPosition,
-    TrainState,
-    latest_checkpoint,
-    load_training_state,
-    rng_state,
-    save_training_checkpoint,
-    set_rng_state,
-)
+from mug.train.schedule import lr_at
+from mug.train.setup import Run, set_up
+from mug.train.state import TrainState, latest_checkpoint, rng_state, save_training_checkpoint
 from mug.train.tracking import Tracker
 
-log = logging.getLogger("mug.train")
-CHECKPOINTS, FINAL, SUMMARY = "checkpoints", "model", "summary.json"
+FINAL, SUMMARY = "model", "summary.json"
 
 
 class TrainingDiverged(UserError):
@@ -86,103 +71,6 @@ class TrainResult:
     images_per_s: float
     seconds: float
     skipped: dict[str, int]
-
-
-class Batches:
-    """Endless micro-batches, epoch after epoch, that know the position to resume from."""
-
-    def __init__(self, loader: Loader, position: DataPosition, urls: list[str]):
-        self.loader, self.position, self.urls = loader, DataPosition(position.epoch, position.batches), urls
-        self.skipped: dict[str, int] = {}
-        self._stream = None
-
-    def next(self) -> dict[str, Any]:
-        while True:
-            if self._stream is None:
-                self.loader.set_epoch(self.position.epoch)
-                self._stream = iter(self.loader)
-                for _ in range(self.position.batches):  # replay a resumed epoch up to where it stopped
-                    if next(self._stream, None) is None:
-                        raise UserError(f"cannot resume: epoch {self.position.epoch} of {self.urls} is shorter now")
-            batch = next(self._stream, None)
-            if batch is not None:
-                self.position.batches += 1
-                return batch
-            for reason, n in self.loader.stats.counts.items():
-                self.skipped[reason] = self.skipped.get(reason, 0) + n
-            if self.position.batches == 0:
-                raise UserError(self._no_batch())
-            self.position, self._stream = DataPosition(self.position.epoch + 1, 0), None
-
-    def _no_batch(self) -> str:
-        """Why an epoch gave no batch: no usable sample at all, or fewer than a batch (in each worker)."""
-        shards, size, usable = ", ".join(self.urls), self.loader.cfg.batch_size, self.loader.stats.dropped
-        skipped = f" (skipped: {self.skipped})" if self.skipped else ""
-        if not usable:
-            return f"the shards {shards} yielded no usable samples{skipped}"
-        if usable < size:
-            return f"batch_size {size} > the {usable} samples available in {shards}{skipped}: lower batch_size"
-        workers = self.loader.cfg.num_workers
-        return (
-            f"batch_size {size} > the samples each of the {workers} loader workers reads ({usable} in all, split by "
-            f"shard) in {shards}{skipped}: lower batch_size or num_workers"
-        )
-
-
-def resolve_tokenizer(cfg: TrainConfig, out: Path, env: DistEnv, start_from: Path | None) -> CaptionTokenizer:
-    """The run's tokenizer: that of the checkpoint the weights come from (resumed or `init_from`: its embeddings
-    are tied to it), else the file given, else one trained on the shards' captions."""
-    from mug.data.captions import train_tokenizer
-
-    if start_from is not None:
-        if cfg.tokenizer is not None:
-            log.warning(
-                "using the tokenizer of %s, not %s: the weights were trained with it", start_from, cfg.tokenizer
-            )
-        return CaptionTokenizer.from_file(start_from / "tokenizer.json")
-    if cfg.tokenizer is not None:
-        if not Path(cfg.tokenizer).is_file():
-            raise ConfigError(f"tokenizer file {cfg.tokenizer} does not exist")
-        return CaptionTokenizer.from_file(cfg.tokenizer)
-    path = out / "tokenizer.json"
-    if env.main:
-        log.info("no tokenizer given: training one on the captions of %s", cfg.data)
-        train_tokenizer(cfg.data, path, vocab_size=cfg.model_config().text.vocab_size)
-    if env.active:
-        torch.distributed.barrier()
-    return CaptionTokenizer.from_file(path)
-
-
-def check_same_model(checkpoint: Path, model_cfg) -> dict:
-    """The checkpoint's metadata, after checking that its model is this run's (the first difference is named)."""
-    saved_model, metadata = read_config(checkpoint)
-    if saved_model.to_dict() != model_cfg.to_dict():
-        diff = _first_difference(saved_model.to_dict(), model_cfg.to_dict())
-        raise CheckpointError(f"cannot start from {checkpoint}: its model differs from this run's ({diff})")
-    return metadata
-
-
-def check_resumable(checkpoint: Path, cfg: TrainConfig, model_cfg) -> None:
-    saved = check_same_model(checkpoint, model_cfg).get("train", {})
-    for key in ("batch_size", "accum_steps", "seed", "data", "epoch_samples"):
-        if key in saved and saved[key] != cfg.to_dict()[key]:
-            log.warning(
-                "resuming with %s=%r (was %r): the run will not repeat an uninterrupted one",
-                key,
-                cfg.to_dict()[key],
-                saved[key],
-            )
-
-
-def _first_difference(a: dict, b: dict, prefix: str = "") -> str:
-    for key in sorted(set(a) | set(b)):
-        if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
-            found = _first_difference(a[key], b[key], f"{prefix}{key}.")
-            if found:
-                return found
-        elif a.get(key) != b.get(key):
-            return f"{prefix}{key}: checkpoint {a.get(key)!r}, run {b.get(key)!r}"
-    return ""
 
 
 def _autocast(cfg: TrainConfig, device: torch.device):
@@ -238,88 +126,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
 
 
 def _train(cfg: TrainConfig, resume: bool, env: DistEnv, stop: threading.Event) -> TrainResult:
-    out = Path(cfg.out)
-    ckpt_root = out / CHECKPOINTS
-    resume_from = latest_checkpoint(ckpt_root) if resume else None
-    if resume and resume_from is None:
-        log.warning("--resume: no checkpoint under %s yet, starting from step 0", ckpt_root)
-    if cfg.precision == "fp16" and env.device.type != "cuda":
-        raise ConfigError("precision fp16 needs a CUDA GPU (its grad scaler); use bf16 on the CPU")
-    if cfg.crop_on_device and env.device.type == "cpu":
-        log.warning("crop_on_device on the CPU: its dense batched resize costs ~7 ms a 224 px image there, the "
-                    "workers' crop 0.09 ms; it pays on a GPU")  # fmt: skip
-    with writing("the run directory"):
-        out.mkdir(parents=True, exist_ok=True)
-
-    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    model = build_model(cfg.model_config())
-    init_from = Path(cfg.init_from) if cfg.init_from and resume_from is None else None
-    start_from = resume_from or init_from
-    tokenizer = resolve_tokenizer(cfg, out, env, start_from) if "tokens" in model.inputs else None
-    model_cfg = cfg.model_config(tokenizer.vocab_size, tokenizer.pad_id) if tokenizer else model.cfg
-    if model_cfg != model.cfg:  # the text model takes the tokenizer's vocabulary
-        torch.manual_seed(cfg.seed)
-        model = build_model(model_cfg)
-    model = model.to(env.device)
-    torch.manual_seed(cfg.seed + env.rank)  # ranks draw different masks; DDP keeps the weights in step
-
-    global_batch = cfg.batch_size * cfg.accum_steps * env.world_size
-    peak_lr = scaled_lr(cfg.base_lr, global_batch)
-    optimizer = build_optimizer(model, lr=peak_lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
-    scaler = torch.amp.GradScaler(env.device.type, enabled=cfg.precision == "fp16")
-    state = TrainState(0, DataPosition(), {}, None, [])
-    history: list[dict[str, float]] = []
-    if init_from is not None:  # continue pre-training a trained model (a retraining run): new optimiser, step 0
-        check_same_model(init_from, model_cfg)
-        model.load_state_dict(load_checkpoint(init_from, env.device)[0].state_dict())
-        log.info("initialised the weights from %s", init_from)
-    if resume_from is not None:
-        check_resumable(resume_from, cfg, model_cfg)
-        model.load_state_dict(load_checkpoint(resume_from, env.device)[0].state_dict())
-        state = load_training_state(resume_from)
-        _restore(state, optimizer, scaler, env, resume_from / STATE)
-        history = read_history(resume_from / HISTORY)
-        log.info("resumed from %s at step %d", resume_from, state.step)
-
-    loader = make_loader(
-        LoaderConfig(
-            urls=cfg.data,
-            batch_size=cfg.batch_size,
-            image_size=model_cfg.encoder.img_size,
-            inputs=model.inputs,
-            context_length=model_cfg.text.context_length,
-            shuffle_buffer=cfg.shuffle_buffer,
-            epoch_samples=cfg.epoch_samples,
-            num_workers=cfg.num_workers,
-            seed=cfg.seed,
-            pin_memory=env.device.type == "cuda",
-            normalize=env.device.type == "cpu" and not cfg.crop_on_device,
-            crop_on_device=cfg.crop_on_device,
-            canvas_size=cfg.canvas_size,
-            crop_scale=cfg.crop_scale,
-            flip=cfg.flip,
-        ),
-        tokenizer,
-        env.rank,
-        env.world_size,
-    )
-    batches = Batches(loader, state.position, cfg.data)
-    forward = torch.compile(model) if cfg.compile else model
-    if env.active:
-        forward = DistributedDataParallel(forward, device_ids=[env.device] if env.device.type == "cuda" else None)
-
-    metadata = {"train": cfg.to_dict(), "code_version": code_version(), "world_size": env.world_size}
-    tracker = Tracker(out, cfg.wandb, cfg.wandb_project, cfg.run_name, metadata, history) if env.main else None
-    if tracker is not None:
-        tracker.rewrite()  # a resumed run forgets rows logged after its checkpoint
-    first_keys = None
-    losses: dict[str, float] = {}
-    images_per_s = 0.0
-    tick, images_since = time.perf_counter(), 0
-    started = time.perf_counter()
+    run = set_up(cfg, resume, env)
+    model, optimizer, scaler = run.model, run.optimizer, run.scaler
+    first_keys, losses, throughput = None, {}, Throughput()
     bar = tqdm(
-        range(state.step, cfg.steps),
-        initial=state.step,
+        range(run.state.step, cfg.steps),
+        initial=run.state.step,
         total=cfg.steps,
         desc=f"pretrain {cfg.objective}",
         disable=not env.main,
@@ -328,20 +140,20 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, stop: threading.Event) 
     )
     model.train()
     for step in bar:
-        lr = lr_at(step, peak_lr, cfg.steps, cfg.warmup, cfg.min_lr)
+        lr = lr_at(step, run.peak_lr, cfg.steps, cfg.warmup, cfg.min_lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        raw = [batches.next() for _ in range(cfg.accum_steps)]
+        raw = [run.batches.next() for _ in range(cfg.accum_steps)]
         first_keys = first_keys or raw[0]["key"][:4]
-        micro = [_to_device(b, model.inputs, env.device, model_cfg.encoder.img_size) for b in raw]
+        micro = [_to_device(b, model.inputs, env.device, run.model_cfg.encoder.img_size) for b in raw]
         tokens_per_batch = _tokens_per_batch(raw, model, env)
         sums: dict[str, torch.Tensor] = {}
         for i, batch in enumerate(micro):
             last = i == len(micro) - 1
-            no_sync = forward.no_sync() if env.active and not last else contextlib.nullcontext()
+            no_sync = run.forward.no_sync() if env.active and not last else contextlib.nullcontext()
             with no_sync:
                 with _autocast(cfg, env.device):
-                    parts = forward(batch, tokens_per_batch=tokens_per_batch)
+                    parts = run.forward(batch, tokens_per_batch=tokens_per_batch)
                 scaler.scale(parts["loss"] / cfg.accum_steps).backward()
             for name, value in parts.items():
                 sums[name] = sums.get(name, 0) + value.detach().float() / cfg.accum_steps
@@ -358,99 +170,111 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, stop: threading.Event) 
             what = f"loss is {losses['loss']}" if not math.isfinite(losses["loss"]) else f"gradient norm is {grad_norm}"
             raise TrainingDiverged(
                 f"the {what} at step {step + 1}; stopped. Last good checkpoint: "
-                f"{latest_checkpoint(ckpt_root) or 'none yet'} (resume from it with --resume and a lower base_lr)"
+                f"{latest_checkpoint(run.checkpoints) or 'none yet'} (resume from it with --resume and a lower base_lr)"
             )
         scaler.step(optimizer)
         scaler.update()
         model.after_optimizer_step()
         optimizer.zero_grad(set_to_none=True)
+
         done = step + 1
-        images_since += global_batch
+        throughput.add(run.global_batch)
         if env.main and (done % cfg.log_every == 0 or done == cfg.steps):
-            elapsed = time.perf_counter() - tick
-            images_per_s = images_since / elapsed if elapsed > 0 else 0.0
-            tick, images_since = time.perf_counter(), 0
-            row = {"step": done, **losses, "lr": lr, "grad_norm": grad_norm, "images_per_s": images_per_s}
-            tracker.log(row)
-            bar.set_postfix(loss=f"{losses['loss']:.4f}", img_s=f"{images_per_s:.0f}", lr=f"{lr:.2e}")
+            row = {"step": done, **losses, "lr": lr, "grad_norm": grad_norm, "images_per_s": throughput.rate()}
+            run.tracker.log(row)
+            bar.set_postfix(loss=f"{losses['loss']:.4f}", img_s=f"{throughput.last:.0f}", lr=f"{lr:.2e}")
         if env.main and cfg.sample_every and done % cfg.sample_every == 0:
-            _sample(model, micro[0], tokenizer, tracker, done)
+            _sample(model, micro[0], run.tokenizer, run.tracker, done)
         if done % cfg.ckpt_every == 0 or done == cfg.steps or stopping:
-            state = TrainState(
-                done,
-                batches.position,
-                optimizer.state_dict(),
-                scaler.state_dict() if scaler.is_enabled() else None,
-                all_gather_objects(rng_state(), env),
-            )
-            if env.main:
-                _save(ckpt_root, model, tokenizer, state, tracker.history, metadata | {"step": done}, cfg.keep_last)
+            _save(run, done)
         if stopping and done < cfg.steps:
             bar.close()
             raise TrainingStopped(
-                f"stopped by SIGTERM after step {done} of {cfg.steps}; checkpoint {ckpt_root}/step-{done:08d} "
+                f"stopped by SIGTERM after step {done} of {cfg.steps}; checkpoint {run.checkpoints}/step-{done:08d} "
                 f"(--resume continues)"
             )
     bar.close()
+    return _finish(run, losses, throughput, first_keys)
 
-    seconds = time.perf_counter() - started
-    ranks = all_gather_objects({"rank": env.rank, "first_keys": first_keys, "position": batches.position.__dict__}, env)
-    model_dir = out / FINAL
+
+class Throughput:
+    """Images per second since the last reading (what the log shows), and the whole run's time."""
+
+    def __init__(self):
+        self.started = self.tick = time.perf_counter()
+        self.images, self.last = 0, 0.0
+
+    def add(self, images: int) -> None:
+        self.images += images
+
+    def rate(self) -> float:
+        now = time.perf_counter()
+        self.last = self.images / (now - self.tick) if now > self.tick else 0.0
+        self.tick, self.images = now, 0
+        return self.last
+
+
+def _finish(run: Run, losses: dict[str, float], throughput: Throughput, first_keys) -> TrainResult:
+    """The final model, the run summary (with each rank's data position, which the DDP tests read) and W&B's
+    last words."""
+    cfg, env = run.cfg, run.env
+    seconds = time.perf_counter() - throughput.started
+    ranks = all_gather_objects(
+        {"rank": env.rank, "first_keys": first_keys, "position": run.batches.position.__dict__}, env
+    )
+    model_dir = run.out / FINAL
     if env.main:
         try:
             save_checkpoint(
                 model_dir,
-                model,
-                tokenizer,
-                metadata | {"step": cfg.steps, "final_losses": losses},
-                extra=lambda d: (d / HISTORY).write_text(tracker.path.read_text()),
+                run.model,
+                run.tokenizer,
+                run.metadata | {"step": cfg.steps, "final_losses": losses},
+                extra=lambda d: (d / HISTORY).write_text(run.tracker.path.read_text()),
             )
         except (OSError, SafetensorError) as err:
             reason = getattr(err, "strerror", None) or str(err)
             raise CheckpointError(
                 f"could not write the model to {model_dir} ({reason}); "
-                f"the weights are in {latest_checkpoint(ckpt_root) or 'no checkpoint'}"
+                f"the weights are in {latest_checkpoint(run.checkpoints) or 'no checkpoint'}"
             ) from err
         summary = {
             "steps": cfg.steps,
             "final_losses": losses,
-            "images_per_s": images_per_s,
+            "images_per_s": throughput.last,
             "seconds": seconds,
-            "skipped": batches.skipped,
+            "skipped": run.batches.skipped,
             "ranks": ranks,
             "model": str(model_dir),
-            **metadata,
+            **run.metadata,
         }
         with writing("the run summary"):
-            (out / SUMMARY).write_text(json.dumps(summary, indent=2))
-        tracker.finish({"final/" + k: v for k, v in losses.items()})
-    return TrainResult(model_dir, cfg.steps, losses, images_per_s, seconds, batches.skipped)
+            (run.out / SUMMARY).write_text(json.dumps(summary, indent=2))
+        run.tracker.finish({"final/" + k: v for k, v in losses.items()})
+    return TrainResult(model_dir, cfg.steps, losses, throughput.last, seconds, run.batches.skipped)
 
 
-def _restore(state: TrainState, optimizer, scaler, env: DistEnv, path: Path) -> None:
-    """Optimiser, grad scaler and this rank's RNG from a training state that must have been saved by this run."""
-    if len(state.rng) < env.world_size:  # every rank sees it, so none waits for the others in vain
-        raise CheckpointError(
-            f"{path} holds the RNG states of {len(state.rng)} process(es), too few for {env.world_size}: "
-            "resume with at most as many processes"
+def _save(run: Run, done: int) -> None:
+    """A training checkpoint of step `done` (every rank's RNG state, written by the first). One that cannot be
+    written stops the run with one line; the previous one is untouched."""
+    state = TrainState(
+        done,
+        run.batches.position,
+        run.optimizer.state_dict(),
+        run.scaler.state_dict() if run.scaler.is_enabled() else None,
+        all_gather_objects(rng_state(), run.env),
+    )
+    if not run.env.main:
+        return
+    metadata = run.metadata | {"step": done}
+    try:
+        save_training_checkpoint(
+            run.checkpoints, run.model, run.tokenizer, state, run.tracker.history, metadata, run.cfg.keep_last
         )
-    try:
-        optimizer.load_state_dict(state.optimizer)
-        if state.scaler:
-            scaler.load_state_dict(state.scaler)
-        set_rng_state(state.rng[env.rank])
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"{path} does not fit this run's optimiser ({type(err).__name__}: {err})") from err
-
-
-def _save(root: Path, model, tokenizer, state: TrainState, history, metadata, keep_last: int) -> None:
-    """A checkpoint that cannot be written stops the run with one line; the previous one is untouched."""
-    try:
-        save_training_checkpoint(root, model, tokenizer, state, history, metadata, keep_last)
     except (OSError, SafetensorError) as err:  # safetensors reports a failed write as its own error
-        previous = latest_checkpoint(root)
+        previous = latest_checkpoint(run.checkpoints)
         reason = getattr(err, "strerror", None) or str(err)
         raise CheckpointError(
-            f"could not write the checkpoint of step {state.step} under {root} ({reason}); "
+            f"could not write the checkpoint of step {done} under {run.checkpoints} ({reason}); "
             f"the last good one is {previous or 'none'}"
         ) from err
