@@ -128,3 +128,19 @@ def test_caption_loss_split_over_micro_batches_sums_to_the_whole_batch_mean():
     assert torch.allclose(sum(parts) / 2, whole, atol=1e-6)
     naive = sum(decoder.caption_loss(tokens[i : i + 1], memory[i : i + 1]) for i in range(2)) / 2
     assert not torch.allclose(naive, whole, atol=1e-3)
+
+
+def test_caption_loss_compiles_whole_without_a_data_dependent_shape_and_equals_the_eager_cpu_loss():
+    """The path a GPU or a compiled step takes (pads ignored by the loss) against the CPU's eager one (the head on
+    real positions only): one graph (fullgraph fails on a break), the same loss and the same gradients."""
+    cfg, decoder, memory = _decoder_and_memory()
+    tokens = torch.randint(4, cfg.text.vocab_size, (2, 10))
+    tokens[0, 6:] = cfg.text.pad_id
+    per_batch = (tokens[:, 1:] != cfg.text.pad_id).sum(dtype=torch.float64) / 3
+    compiled = torch.compile(decoder.caption_loss, backend="eager", fullgraph=True)
+    for tokens_per_batch in (None, per_batch):
+        eager = decoder.caption_loss(tokens, memory, tokens_per_batch)
+        eager_grad = torch.autograd.grad(eager, decoder.head.weight)[0]
+        static = compiled(tokens, memory, tokens_per_batch)
+        static_grad = torch.autograd.grad(static, decoder.head.weight)[0]
+        assert torch.allclose(static, eager, atol=1e-6) and torch.allclose(static_grad, eager_grad, atol=1e-6)

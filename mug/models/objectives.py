@@ -73,7 +73,10 @@ class MaskedGenerative(Objective):
         self.inputs = ("image", "tokens") if self.caption_decoder is not None else ("image",)
 
     def forward(
-        self, batch: dict[str, torch.Tensor], noise: torch.Tensor | None = None, tokens_per_batch: float | None = None
+        self,
+        batch: dict[str, torch.Tensor],
+        noise: torch.Tensor | None = None,
+        tokens_per_batch: torch.Tensor | float | None = None,
     ) -> dict[str, torch.Tensor]:
         """`noise` [N, L] fixes the masks; `tokens_per_batch` normalises the caption loss (see `caption_loss`)."""
         images = batch["image"]
@@ -132,7 +135,9 @@ class SimCLR(Objective):
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         return self.projector(pool(self.encoder(images).latent, self.cfg.objective.pool))
 
-    def forward(self, batch: dict[str, torch.Tensor], tokens_per_batch: float | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, batch: dict[str, torch.Tensor], tokens_per_batch: torch.Tensor | float | None = None
+    ) -> dict[str, torch.Tensor]:
         """`tokens_per_batch` is ignored: a contrastive loss is a per-batch quantity."""
         both = self.embed(torch.cat([batch["image"], batch["image2"]]))  # one pass over 2N images
         z1, z2 = (gather_with_local_grad(z) for z in both.chunk(2))  # the global batch's views: its negatives
@@ -169,7 +174,9 @@ class CLIP(Objective):
     def embed_text(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.text_proj(self.text_encoder.pooled(tokens))
 
-    def forward(self, batch: dict[str, torch.Tensor], tokens_per_batch: float | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, batch: dict[str, torch.Tensor], tokens_per_batch: torch.Tensor | float | None = None
+    ) -> dict[str, torch.Tensor]:
         """`tokens_per_batch` is ignored: a contrastive loss is a per-batch quantity."""
         scale = self.logit_scale.exp()  # kept <= clip_max_logit_scale by `after_optimizer_step`
         image_emb = gather_with_local_grad(self.embed_image(batch["image"]))  # the global batch: its negatives

@@ -164,19 +164,24 @@ class TextTransformer(nn.Module):
         return self.head(self.features(tokens, memory, cache))
 
     def caption_loss(
-        self, tokens: torch.Tensor, memory: torch.Tensor, tokens_per_batch: float | None = None
+        self, tokens: torch.Tensor, memory: torch.Tensor, tokens_per_batch: torch.Tensor | float | None = None
     ) -> torch.Tensor:
         """Next-token cross-entropy of `tokens` [N, T] over real (non-pad) targets: their mean, or their sum
         divided by `tokens_per_batch`, which a trainer sets to the average real-token count of its micro-batches
-        so that accumulated and distributed steps weigh every token alike. The vocabulary head runs on the real
-        positions only: most of a short web caption's context is padding."""
+        so that accumulated and distributed steps weigh every token alike.
+
+        On a GPU, and whenever compiled, padding is ignored by the loss: cutting it out would give a shape that
+        depends on the data, a host sync and a graph break. In the CPU's eager step nothing waits for a device,
+        and the vocabulary head on the real positions only makes the step faster (docs/benchmarks.md)."""
         hidden = self.features(tokens[:, :-1], memory)  # [N, T-1, D]
         targets = tokens[:, 1:]
-        real = targets != self.cfg.pad_id
-        logits = self.head(hidden[real]).float()  # [R, V]: head on real positions only
-        if tokens_per_batch is None:
-            return F.cross_entropy(logits, targets[real])
-        return F.cross_entropy(logits, targets[real], reduction="sum") / tokens_per_batch
+        if hidden.is_cpu and not torch.compiler.is_compiling():
+            real = targets != self.cfg.pad_id
+            hidden, targets = hidden[real], targets[real]  # [R, D], [R]
+        logits = self.head(hidden).float().flatten(0, -2)  # [N (T-1) or R, V]
+        reduction = "mean" if tokens_per_batch is None else "sum"
+        loss = F.cross_entropy(logits, targets.flatten(), ignore_index=self.cfg.pad_id, reduction=reduction)
+        return loss if tokens_per_batch is None else loss / tokens_per_batch
 
     def pooled(self, tokens: torch.Tensor) -> torch.Tensor:
         """Feature of the last real (non-pad) token, the EOS: the whole caption seen causally (CLIP)."""

@@ -32,6 +32,7 @@ from mug.tokenizer import CaptionTokenizer
 from mug.train.config import TrainConfig
 from mug.train.distributed import DistEnv, all_gather_objects, all_reduce_mean, all_reduce_sum, init_distributed
 from mug.train.distributed import shutdown as shutdown_distributed
+from mug.train.guard import NonFiniteGuard
 from mug.train.schedule import lr_at
 from mug.train.setup import Run, set_up
 from mug.train.state import TrainState, latest_checkpoint, rng_state, save_training_checkpoint
@@ -90,16 +91,14 @@ def _to_device(batch: dict[str, Any], inputs: tuple[str, ...], device: torch.dev
     return {k: normalize(v) if v.dtype == torch.uint8 else v for k, v in moved.items()}
 
 
-def _tokens_per_batch(micro: list[dict[str, Any]], model: Objective, env: DistEnv) -> float | None:
-    """The step's average real caption-token count per micro-batch, over all micro-batches and ranks. Counted on
-    the loader's CPU tensors, so a single GPU process waits for nothing; ranks add theirs up on the device."""
+def _tokens_per_batch(micro: list[dict[str, Any]], model: Objective, env: DistEnv) -> torch.Tensor | None:
+    """The step's average real caption-token count per micro-batch, over all micro-batches and ranks: a tensor
+    on the device, so that neither counting nor the ranks' sum makes the host wait."""
     if not isinstance(model, MaskedGenerative) or model.caption_decoder is None:
         return None
     pad = model.cfg.text.pad_id
-    count = sum(int((b["tokens"][:, 1:] != pad).sum()) for b in micro)
-    if env.active:
-        count = all_reduce_sum(torch.tensor(count, dtype=torch.float64, device=env.device), env).item()
-    return count / (len(micro) * env.world_size)
+    count = sum((b["tokens"][:, 1:] != pad).sum(dtype=torch.float64) for b in micro)
+    return all_reduce_sum(count, env) / (len(micro) * env.world_size)
 
 
 def _sample(model: Objective, batch: dict[str, Any], tokenizer: CaptionTokenizer | None, tracker: Tracker, step: int):
@@ -129,6 +128,7 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, stop: threading.Event) 
     run = set_up(cfg, resume, env)
     model, optimizer, scaler = run.model, run.optimizer, run.scaler
     first_keys, losses, throughput = None, {}, Throughput()
+    guard = NonFiniteGuard(optimizer, scaler, env.device)
     bar = tqdm(
         range(run.state.step, cfg.steps),
         initial=run.state.step,
@@ -160,32 +160,25 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, stop: threading.Event) 
         scaler.unscale_(optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad or math.inf)
         names = sorted(sums)
-        # One collective per step carries the losses, the gradient norm and whether any rank was asked to stop.
-        stopping = grad_norm.new_tensor(float(stop.is_set()))
-        values = all_reduce_mean(torch.stack([sums[n] for n in names] + [grad_norm.float(), stopping]), env).tolist()
-        losses, grad_norm, stopping = dict(zip(names, values[:-2], strict=True)), values[-2], values[-1] > 0
-        # Checked before the update, so no step from a bad gradient reaches the weights (fp16's scaler skips
-        # steps with overflowing gradients by design: those are not failures).
-        if not math.isfinite(losses["loss"]) or not (math.isfinite(grad_norm) or scaler.is_enabled()):
-            what = f"loss is {losses['loss']}" if not math.isfinite(losses["loss"]) else f"gradient norm is {grad_norm}"
-            raise TrainingDiverged(
-                f"the {what} at step {step + 1}; stopped. Last good checkpoint: "
-                f"{latest_checkpoint(run.checkpoints) or 'none yet'} (resume from it with --resume and a lower base_lr)"
-            )
-        scaler.step(optimizer)
-        scaler.update()
+        figures = all_reduce_mean(torch.stack([sums[n] for n in names] + [grad_norm.float()]), env)
+        done = step + 1
+        guard.observe(figures[names.index("loss")], figures[-1], done)
+        guard.step()  # skipped on the device after a non-finite loss or gradient
         model.after_optimizer_step()
         optimizer.zero_grad(set_to_none=True)
-
-        done = step + 1
         throughput.add(run.global_batch)
+
+        saving = done % cfg.ckpt_every == 0 or done == cfg.steps
+        if not (saving or done % cfg.log_every == 0 or guard.reads_every_step):
+            continue  # the host queues the next step without waiting for this one
+        losses, grad_norm, stopping = _read(figures, names, guard, stop, env, done, run)
         if env.main and (done % cfg.log_every == 0 or done == cfg.steps):
             row = {"step": done, **losses, "lr": lr, "grad_norm": grad_norm, "images_per_s": throughput.rate()}
             run.tracker.log(row)
             bar.set_postfix(loss=f"{losses['loss']:.4f}", img_s=f"{throughput.last:.0f}", lr=f"{lr:.2e}")
         if env.main and cfg.sample_every and done % cfg.sample_every == 0:
             _sample(model, micro[0], run.tokenizer, run.tracker, done)
-        if done % cfg.ckpt_every == 0 or done == cfg.steps or stopping:
+        if saving or stopping:
             _save(run, done)
         if stopping and done < cfg.steps:
             bar.close()
@@ -195,6 +188,22 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, stop: threading.Event) 
             )
     bar.close()
     return _finish(run, losses, throughput, first_keys)
+
+
+def _read(figures, names, guard: NonFiniteGuard, stop: threading.Event, env: DistEnv, done: int, run: Run):
+    """The only place the host waits for the device: the step's losses and gradient norm, whether a step went
+    non-finite (the run stops, its weights still the last good step's), and whether any rank got SIGTERM (one
+    collective, so that all stop together, within `log_every` steps of the signal)."""
+    values = figures.tolist()
+    losses, grad_norm = dict(zip(names, values[:-1], strict=True)), values[-1]
+    failure = guard.failure()
+    if failure:
+        raise TrainingDiverged(
+            f"{failure}; stopped, the weights still those of the step before. Last good checkpoint: "
+            f"{latest_checkpoint(run.checkpoints) or 'none yet'} (resume from it with --resume and a lower base_lr)"
+        )
+    stopping = all_reduce_sum(torch.full((), float(stop.is_set()), device=env.device), env)
+    return losses, grad_norm, bool(stopping > 0)
 
 
 class Throughput:
