@@ -18,8 +18,10 @@ import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import NamedTuple
 
+import official_mae  # benchmarks/ is on sys.path when this file runs as a script
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
@@ -68,6 +70,18 @@ class Row:
     flops_per_step: float
     mfu: float
     reference_images_per_s: float | None
+
+
+@dataclass
+class SideBySide:
+    preset: str
+    batch: int
+    rounds: int
+    ms_per_step: float  # our mae objective: the median over rounds of each round's median step
+    official_ms_per_step: float  # facebookresearch/mae's model, timed alike
+    speedup: float  # the official step time over ours, median over rounds: >= 1 means ours is as fast or faster
+    speedup_low: float
+    speedup_high: float
 
 
 @dataclass
@@ -123,9 +137,9 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def median_seconds(step, args: argparse.Namespace) -> float:
+def median_seconds(step, args: argparse.Namespace, warmup: int | None = None) -> float:
     """Median time of `step` after warm-up (allocator, autotuning and compilation happen there)."""
-    for _ in range(args.warmup):
+    for _ in range(args.warmup if warmup is None else warmup):
         step()
     times = []
     for _ in range(args.steps):
@@ -185,10 +199,18 @@ def train_step(model, optimizer: torch.optim.Optimizer, batch, args: argparse.Na
     optimizer.zero_grad(set_to_none=True)
 
 
+def build(name: str, objective: str, args: argparse.Namespace) -> torch.nn.Module:
+    """Our objective's model, or the official MAE at our MAE's size (`--official-mae`)."""
+    if objective == official_mae.OBJECTIVE:
+        return official_mae.OfficialMAE(args.official_module, model_config(name, "mae"))
+    return build_model(model_config(name, objective))
+
+
 def measure_step(name: str, objective: str, args: argparse.Namespace, peak_flops: float) -> Row:
+    """One row; both sides of a comparison use the same optimiser (our fused AdamW), batch and timing."""
     torch.manual_seed(0)
     mark = peak_memory_mib(args.device, reset=True)
-    model = build_model(model_config(name, objective)).to(args.device)
+    model = build(name, objective, args).to(args.device)
     size = batch_size(name, args)
     batch = make_batch(model, size, args.device)
     optimizer = build_optimizer(model, lr=1.5e-4)
@@ -222,6 +244,34 @@ def measure_encoder_speedup(name: str, args: argparse.Namespace) -> Speedup:
     return Speedup(name, size, full, masked, full / masked)
 
 
+def beside_official(name: str, args: argparse.Namespace) -> SideBySide:
+    """Our mae objective and the official MAE at the same size, batch and optimiser, in one process, timed in
+    alternating rounds (the order swapped each round) so that a busy neighbour slows both alike."""
+    size, steps = batch_size(name, args), {}
+    for objective in ("mae", official_mae.OBJECTIVE):
+        torch.manual_seed(0)
+        model = build(name, objective, args).to(args.device)
+        batch, optimizer = make_batch(model, size, args.device), build_optimizer(model, lr=1.5e-4)
+        runner = torch.compile(model) if args.compile else model
+        steps[objective] = partial(train_step, runner, optimizer, batch, args)
+        for _ in range(args.warmup):
+            steps[objective]()
+    times: dict[str, list[float]] = {objective: [] for objective in steps}
+    for round_ in range(args.rounds):
+        for objective in list(steps)[:: 1 if round_ % 2 == 0 else -1]:
+            times[objective].append(median_seconds(steps[objective], args, warmup=0))
+    ratios = [theirs / ours for ours, theirs in zip(times["mae"], times[official_mae.OBJECTIVE], strict=True)]
+    ours_ms, official_ms = (statistics.median(times[o]) * 1e3 for o in steps)
+    middle = statistics.median(ratios)
+    return SideBySide(name, size, args.rounds, ours_ms, official_ms, middle, min(ratios), max(ratios))
+
+
+def free_memory(device: str) -> None:
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+
+
 def mug_over_mae(rows: list[Row]) -> dict[str, float]:
     ms = {(r.objective, r.preset): r.ms_per_step for r in rows}
     return {p: ms["mug", p] / ms["mae", p] for o, p in ms if o == "mae" and ("mug", p) in ms}
@@ -245,7 +295,7 @@ def table(header: str, lines: list[str], markdown: bool) -> str:
     return "\n".join(out)
 
 
-def report(rows: list[Row], speedups: list[Speedup], ratios: dict[str, float], args: argparse.Namespace) -> str:
+def report(rows: list[Row], speedups: list[Speedup], ratios: dict[str, float], official: list[SideBySide], args) -> str:
     memory = "peak MiB (+row)" if args.device == "cuda" else "process peak RSS MiB (+row)"
     header = f"objective|preset|batch|ms/step|img/s|ref img/s|{memory}|FLOP/step|FLOP/s|MFU"
     lines = [
@@ -258,6 +308,14 @@ def report(rows: list[Row], speedups: list[Speedup], ratios: dict[str, float], a
     if ratios:
         lines = [f"{p}|{v:.2f}" for p, v in ratios.items()]
         parts.append(table("preset|MUG/MAE step time (goal <= 1.35 at base)", lines, args.markdown))
+    if official:
+        header = "preset|batch|rounds|our mae ms/step|official MAE ms/step|official / ours, median (range; goal >= 1)"
+        lines = [
+            f"{o.preset}|{o.batch}|{o.rounds}|{o.ms_per_step:.1f}|{o.official_ms_per_step:.1f}|"
+            f"{o.speedup:.2f} ({o.speedup_low:.2f}-{o.speedup_high:.2f})"
+            for o in official
+        ]
+        parts.append(table(header, lines, args.markdown))
     if speedups:
         header = f"preset|batch|encoder ms/img, mask 0|mask {MASK_RATIO}|speed-up (goal >= 2.5x)"
         lines = [
@@ -316,6 +374,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--dtype", choices=("fp32", "bf16"), help="bf16 autocasts forward and loss (default: bf16 on CUDA only)")
     add("--compile", action="store_true", help="torch.compile the model (the warm-up absorbs compilation)")
     add("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    add(
+        "--official-mae",
+        metavar="CHECKOUT",
+        help="also time facebookresearch/mae's models_mae.py from this checkout "
+        "at our MAE's size, right after each mae row (not vendored: git clone https://github.com/facebookresearch/mae)",
+    )
+    add("--rounds", type=int, default=5, help="alternating rounds of --steps for --official-mae (default: %(default)s)")
     add("--json", metavar="PATH", help="also write the settings, rows and comparisons as JSON")
     add("--markdown", action="store_true", help="print Markdown tables, ready for docs/benchmarks.md")
     args = parser.parse_args(argv)
@@ -328,6 +393,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.steps < 1 or args.warmup < 0 or (args.batch is not None and args.batch < 1):
         parser.error("--steps and --batch must be >= 1, --warmup >= 0")
     args.dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
+    args.official_module = official_mae.load(args.official_mae) if args.official_mae else None
     return args
 
 
@@ -349,20 +417,24 @@ def main(argv: list[str] | None = None) -> None:
         for objective in ["mae"] if name in REFERENCES else args.objectives:
             print(f"measuring {objective} on {name} ...", file=sys.stderr, flush=True)
             rows.append(measure_step(name, objective, args, peak))
-            gc.collect()
-            if args.device == "cuda":
-                torch.cuda.empty_cache()
+            free_memory(args.device)
+    official = []
+    for name in args.presets if args.official_mae else []:
+        print(f"timing our mae beside the official MAE on {name} ...", file=sys.stderr, flush=True)
+        official.append(beside_official(name, args))
+        free_memory(args.device)
     speedups = []
     for name in (p for p in args.presets if p not in REFERENCES):
         print(f"measuring the masked encoder speed-up on {name} ...", file=sys.stderr, flush=True)
         speedups.append(measure_encoder_speedup(name, args))
     ratios = mug_over_mae(rows)
-    print(report(rows, speedups, ratios, args), flush=True)
+    print(report(rows, speedups, ratios, official, args), flush=True)
     if args.json:
         out = {
             **meta,
             "rows": [asdict(r) for r in rows],
             "mug_over_mae": ratios,
+            "beside_official_mae": [asdict(o) for o in official],
             "encoder_speedup": [asdict(s) for s in speedups],
         }
         with open(args.json, "w") as file:
