@@ -1,15 +1,17 @@
 """Data by DVC address: two tagged revisions of a sample resolve to their own shards and md5s through DVC's API,
 from the revision's remote (the repository keeps no copy), and each bad part of an address is named."""
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
+from mug.cli import main
 from mug.data.corpus import synthesize_corpus
 from mug.data.dvc_source import materialize, parse, resolve
 from mug.errors import UserError
-from tests.conftest import add_shards, commit_data, dvc_repo, git
+from tests.conftest import MICRO, add_shards, commit_data, dvc_repo, git
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,6 +100,35 @@ def test_an_unreachable_remote_is_named(sample, tmp_path):
     with pytest.raises(UserError, match="remote of revision .* is unreachable or does not hold the data"):
         materialize([f"dvc://{clone}@HEAD#data/train"], tmp_path / "cache")
     assert not list(tmp_path.glob("cache/*"))  # nothing half-fetched
+
+
+def test_the_data_gate_records_what_dvc_resolved_not_what_was_given(sample, tmp_path):
+    from mug.steps import SHARDS, validate
+
+    repo, _ = sample
+    address = f"dvc://{repo}@v2#data/train"
+    result = validate([address], tmp_path / "dataset", tmp_path / "report.html", "ignored", min_side=32)
+    commit = git("rev-parse", "v2", cwd=repo)
+    assert result["lineage"]["data_revision"] == commit and result["lineage"]["data_ref"] == "v2"
+    assert result["shards"] == [f"dvc://{repo}@{commit}#data/train"]  # what the training task fetches again
+    assert result["metrics"]["samples"] == 512
+    assert json.loads((tmp_path / "dataset" / SHARDS).read_text())["data_md5"] == result["lineage"]["data_md5"]
+
+
+def test_the_commands_take_dvc_addresses(sample, tmp_path, capsys):
+    repo, _ = sample
+    address = f"dvc://{repo}@v1#data/train"
+    assert main(["data", "validate", address, "--workers", "1", "--min-side", "32"]) == 0
+    out = capsys.readouterr().out
+    commit = git("rev-parse", "v1", cwd=repo)
+    assert f"data: dvc://{repo}@{commit}#data/train (from v1), md5 " in out and "data gate passed" in out
+
+    settings = {"model": MICRO, "batch_size": 8, "num_workers": 0, "shuffle_buffer": 16, "wandb": "disabled"}
+    argv = [arg for key, value in settings.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
+    assert main(["pretrain", "--data", address, "--steps", "2", "--out", str(tmp_path / "run"), *argv]) == 0
+    lineage = json.loads((tmp_path / "run" / "data.json").read_text())
+    assert lineage["data_revision"] == commit and lineage["data_ref"] == "v1"
+    assert lineage["data_md5"] in capsys.readouterr().out
 
 
 @pytest.mark.slow

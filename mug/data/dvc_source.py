@@ -165,6 +165,13 @@ class Data:
     sources: list[str]  # what a later task (another pod) passes to read the same data: addresses by commit
     lineage: dict[str, str] | None  # `LINEAGE`, for DVC addresses
 
+    def describe(self) -> str:
+        """One line saying what the DVC addresses resolved to ("" for plain data)."""
+        if self.lineage is None:
+            return ""
+        lineage = self.lineage
+        return f"data: {lineage['data_source']} (from {lineage['data_ref']}), md5 {lineage['data_md5']}"
+
 
 def materialize(data: list[str], cache: Path | None = None) -> Data:
     """Resolve and fetch the DVC addresses in `data`; several addresses join their lineage values with ", ".
