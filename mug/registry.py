@@ -180,6 +180,19 @@ def production_score(name: str = DEFAULT_MODEL_NAME, uri: str | None = None) -> 
         return None
 
 
+def production_lineage(name: str = DEFAULT_MODEL_NAME, uri: str | None = None) -> tuple[int, dict[str, str]] | None:
+    """(version, lineage) of the version holding `production` (its `lineage.*` tags, prefix dropped), or None."""
+    try:
+        with _open(uri) as client:
+            production = _production(client, name)
+            if production is None:
+                return None
+            tags = client.get_model_version(name, str(production[0])).tags
+    except NoRegistry:
+        return None
+    return production[0], {k.removeprefix(LINEAGE_PREFIX): v for k, v in tags.items() if k.startswith(LINEAGE_PREFIX)}
+
+
 def _read_metadata(checkpoint: Path) -> dict:
     if not checkpoint.is_dir():
         raise UserError(f"checkpoint directory {checkpoint} does not exist")

@@ -255,15 +255,18 @@ def register(
     baseline: dict[str, Any] | None = None,
     baseline_dir: str | Path | None = None,
     training_noise: float | None = None,
+    trigger: str = "",
 ):
     """Register the checkpoint with its eval `metrics` (and the outcomes in `metrics_dir`) and the lineage its
-    Model artifact carries (data md5 and revision, code version, the run that made it); `baseline` (and
-    `baseline_dir`) is production's evaluation on the same eval data, when the pipeline measured it;
-    `training_noise` the gate's allowance (None: `mug.promotion.TRAINING_NOISE`). The version is also linked to
-    the W&B Registry when W&B is online with a key (the log says which). Returns the registry's `Registration`."""
+    Model artifact carries (data md5 and revision, code version, the run that made it, and the `trigger` of a
+    retraining run: the data revision or code that was new); `baseline` (and `baseline_dir`) is production's
+    evaluation on the same eval data, when the pipeline measured it; `training_noise` the gate's allowance (None:
+    `mug.promotion.TRAINING_NOISE`). The version is also linked to the W&B Registry when W&B is online with a key
+    (the log says which). Returns the registry's `Registration`."""
     from mug.registry import link_to_wandb, register_model
 
     lineage = {key: str(model_metadata[key]) for key in LINEAGE_KEYS if model_metadata.get(key) not in (None, "")}
+    lineage |= {"trigger": trigger} if trigger else {}
     candidate = evidence(metrics, metrics_dir)
     registration = register_model(
         model_dir,
