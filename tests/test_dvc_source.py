@@ -102,6 +102,7 @@ def test_an_unreachable_remote_is_named(sample, tmp_path):
     assert not list(tmp_path.glob("cache/*"))  # nothing half-fetched
 
 
+@pytest.mark.slow
 def test_the_data_gate_records_what_dvc_resolved_not_what_was_given(sample, tmp_path):
     from mug.steps import SHARDS, validate
 
