@@ -167,6 +167,13 @@ def test_retrain_spends_nothing_after_the_check_unless_something_is_new(tmp_path
     assert "whats-new-Output" in condition["triggerPolicy"]["condition"]  # what kfp.local can branch on
     inner = spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
     assert {"production-model", "pretrain", "beats-production"} <= set(inner)
+    # The local run's summary reads the two evaluations by task name: the new model's first, then production's.
+    from pipelines.local import _EVALUATIONS
+
+    producers = [
+        inner[task]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] for task in _EVALUATIONS
+    ]
+    assert producers == ["pretrain", "production-model"]
     parameters = spec["root"]["inputDefinitions"]["parameters"]
     assert parameters["force"]["defaultValue"] is False
     assert set(spec["root"]["outputDefinitions"]["parameters"]) == {"status"}
