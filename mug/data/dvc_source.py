@@ -9,12 +9,13 @@ works; `#` precedes the path inside the repository.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from mug.cache import cache_dir
 from mug.errors import UserError
 
 SCHEME = "dvc://"
@@ -38,6 +39,7 @@ class Resolved:
     md5: str  # the .dir md5 DVC records for the path (for a folder inside a tracked one: the md5 it would record)
     files: dict[str, str]  # path under address.path -> md5
     folder: bool
+    fs: Any = field(repr=False, compare=False)  # the DVCFileSystem of the commit, which `fetch` reads from
 
     @property
     def pinned(self) -> Address:
@@ -111,7 +113,7 @@ def resolve(address: Address) -> Resolved:
         if "dvc_info" not in info:
             raise UserError(f"{address}: {address.path} is in git but not tracked by DVC at revision {address.rev}")
         if info["type"] == "file":
-            return Resolved(address, commit, info["md5"], {Path(address.path).name: info["md5"]}, folder=False)
+            return Resolved(address, commit, info["md5"], {Path(address.path).name: info["md5"]}, False, fs)
         found = fs.find(address.path, detail=True)
     except FileNotFoundError as err:
         raise UserError(f"{address}: no {address.path} at revision {address.rev} of {address.repo}") from err
@@ -121,23 +123,18 @@ def resolve(address: Address) -> Resolved:
     files = {name.removeprefix(prefix): entry["md5"] for name, entry in found.items() if "md5" in entry}
     if not files:
         raise UserError(f"{address}: {address.path} holds no DVC-tracked files at revision {address.rev}")
-    return Resolved(address, commit, _tree_md5(files), files, folder=True)
-
-
-def cache_dir() -> Path:
-    """$MUG_CACHE_DIR/dvc, default ~/.cache/mug/dvc: fetched data by md5, shared by the runs of one machine."""
-    return Path(os.environ.get("MUG_CACHE_DIR") or Path.home() / ".cache" / "mug") / "dvc"
+    return Resolved(address, commit, _tree_md5(files), files, True, fs)
 
 
 def fetch(resolved: Resolved, cache: Path | None = None) -> Path:
-    """The resolved files as a local folder `cache`/MD5 (fetched once, written to a temporary folder and renamed
-    into place, so a reader never sees a partial one)."""
-    cache = cache or cache_dir()
+    """The resolved files as a local folder `cache`/MD5 (default: $MUG_CACHE_DIR/dvc, shared by the runs of one
+    machine), fetched once: written to a temporary folder and renamed into place, so a reader never sees a partial
+    one."""
+    cache = cache or cache_dir("dvc")
     folder = cache / resolved.md5.removesuffix(".dir")
     if folder.is_dir():
         return folder
-    address = resolved.pinned
-    fs, _ = _filesystem(address)
+    address, fs = resolved.pinned, resolved.fs
     cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".fetch-", dir=cache))
     files = tmp / "files"
