@@ -7,6 +7,7 @@ from components.production_model import production_model
 from components.rank_objectives import rank_objectives
 from components.register_model import register_model
 from components.validate_data import validate_data
+from components.whats_new import whats_new
 
 __all__ = [
     "beats_production",
@@ -16,4 +17,5 @@ __all__ = [
     "rank_objectives",
     "register_model",
     "validate_data",
+    "whats_new",
 ]

@@ -16,11 +16,12 @@ def register_model(
     registration: Output[Artifact],
     training_noise: float,
     baseline: Input[Metrics] = None,
+    trigger: str = "",
 ):
     """Register the checkpoint with its evaluation (metrics and per-image outcomes) and lineage (data md5/revision,
     code version, the run that made it); the registry moves `candidate` to it, and `production` if the model gate
     says it beats production (`baseline`, production's evaluation on the same eval data, when given) beyond the
-    eval images' noise and `training_noise`."""
+    eval images' noise and `training_noise`. `trigger`: what a retraining run found new (recorded in the lineage)."""
     from mug.steps import register
 
     result = register(
@@ -34,6 +35,7 @@ def register_model(
         baseline=baseline.metadata if baseline is not None else None,
         baseline_dir=baseline.path if baseline is not None else None,
         training_noise=training_noise,
+        trigger=trigger,
     )
     registration.uri = result.model_uri
     registration.metadata.update(

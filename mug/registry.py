@@ -180,6 +180,29 @@ def production_score(name: str = DEFAULT_MODEL_NAME, uri: str | None = None) -> 
         return None
 
 
+def production_lineage(name: str = DEFAULT_MODEL_NAME, uri: str | None = None) -> tuple[int, dict[str, str]] | None:
+    """(version, lineage) of the version holding `production` (its `lineage.*` tags, prefix dropped), or None."""
+    try:
+        with _open(uri) as client:
+            production = _production(client, name)
+            if production is None:
+                return None
+            tags = client.get_model_version(name, str(production[0])).tags
+    except NoRegistry:
+        return None
+    return production[0], _lineage(tags)
+
+
+def version_lineage(version: int, name: str = DEFAULT_MODEL_NAME, uri: str | None = None) -> dict[str, str]:
+    """The lineage a version was registered with (its `lineage.*` tags, prefix dropped)."""
+    with _open(uri) as client:
+        return _lineage(_version(client, name, version).tags)
+
+
+def _lineage(tags: dict[str, str]) -> dict[str, str]:
+    return {k.removeprefix(LINEAGE_PREFIX): v for k, v in tags.items() if k.startswith(LINEAGE_PREFIX)}
+
+
 def _read_metadata(checkpoint: Path) -> dict:
     if not checkpoint.is_dir():
         raise UserError(f"checkpoint directory {checkpoint} does not exist")
@@ -214,11 +237,23 @@ def _is_detail(key: str) -> bool:
     return key.startswith(("floor/", "lift/")) or key.endswith(("_low", "_high"))
 
 
+def reproduce_command(name: str, version: int, uri: str | None = None) -> str:
+    """The command that re-runs a version's training from its lineage and checks the result (`mug.reproduce`)."""
+    named = "" if name == DEFAULT_MODEL_NAME else f" --name {name}"
+    return f"mug registry reproduce {version}{named} --uri {uri or default_registry_uri()}"
+
+
 def model_card(
-    name: str, metadata: dict, metrics: dict[str, float], lineage: dict[str, str], decision: Decision, files: list[str]
+    name: str,
+    metadata: dict,
+    metrics: dict[str, float],
+    lineage: dict[str, str],
+    decision: Decision,
+    files: list[str],
+    reproduce: str,
 ) -> str:
-    """MODEL_CARD.md: what the model is, how good it is, what the gate decided and where it came from, readable
-    without MLflow."""
+    """MODEL_CARD.md: what the model is, how good it is, what the gate decided, where it came from and the command
+    `reproduce` that re-runs its training, readable without MLflow."""
     train = metadata.get("train", {})
     what = f"A `{train.get('objective', '?')}` encoder, preset `{train.get('preset', '?')}`"
     steps = metadata.get("step", train.get("steps"))
@@ -256,6 +291,12 @@ def model_card(
             "| | |",
             "|---|---|",
             *(f"| {key} | `{value}` |" for key, value in sorted(lineage.items())),
+            "",
+            "## Reproduce",
+            "",
+            "Re-run the training from this lineage (the same data revision, config, tokenizer and seed) and compare:",
+            "",
+            f"    {reproduce}",
             "",
             "## Files",
             "",
@@ -297,9 +338,8 @@ def register_model(
         if production is not None:
             incumbent = (production[0], baseline or _evidence(client, name, production[0], Path(tmp)))
         decision = decide(candidate, incumbent, training_noise)
-        card = model_card(name, metadata, metrics, lineage, decision, [p.name for p in _files(checkpoint)])
         run_id = _log_run(
-            client, name, checkpoint, metadata, metrics, lineage, card, outcomes, Path(tmp), _artifact_root(uri)
+            client, name, checkpoint, metadata, metrics, lineage, outcomes, Path(tmp), _artifact_root(uri)
         )
         version = None
         try:
@@ -311,11 +351,16 @@ def register_model(
                     f"runs:/{run_id}/{ARTIFACT_PATH}",
                     run_id,
                     tags=tags | gate | {"decision": decision.reason},
-                    description=card,
                     await_creation_for=0,
                 ).version
             )
             client.set_tag(run_id, "mlflow.runName", f"{name} v{version}")
+            # The card names the version in its reproduce command, so it is written once the number exists.
+            files = [p.name for p in _files(checkpoint)]
+            card = model_card(name, metadata, metrics, lineage, decision, files, reproduce_command(name, version, uri))
+            (Path(tmp) / CARD).write_text(card)
+            client.log_artifact(run_id, str(Path(tmp) / CARD), ARTIFACT_PATH)
+            client.update_model_version(name, str(version), description=card)
             aliases = [CANDIDATE] + ([PRODUCTION] if decision.promote else [])
             for alias in aliases:  # production last: a failure before it leaves production where it was
                 client.set_registered_model_alias(name, alias, str(version))
@@ -368,9 +413,10 @@ def _artifact_root(uri: str | None) -> str | None:
 
 
 def _log_run(
-    client, name, checkpoint: Path, metadata, metrics, lineage, card: str, outcomes: Outcomes | None, tmp: Path, root
+    client, name, checkpoint: Path, metadata, metrics, lineage, outcomes: Outcomes | None, tmp: Path, root
 ) -> str:
-    """An MLflow run (in an experiment named after the model) holding the files, metrics and params: its id."""
+    """An MLflow run (in an experiment named after the model) holding the files, metrics and params: its id. The
+    model card follows once the version exists."""
     from mlflow.entities import Metric, Param
 
     experiment = client.get_experiment_by_name(name)
@@ -386,8 +432,7 @@ def _log_run(
             metrics=[Metric(key, value, now, 0) for key, value in metrics.items()],
             params=[Param(key, str(value)) for key, value in params.items() if value is not None],
         )
-        (tmp / CARD).write_text(card)
-        extra = [tmp / CARD]
+        extra = []
         if outcomes:
             write_outcomes(outcomes, tmp / OUTCOMES)
             extra.append(tmp / OUTCOMES)

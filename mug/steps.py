@@ -3,6 +3,7 @@ and values and copies what it returns into its artifacts' metadata, so a step ru
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -33,14 +34,18 @@ def validate(
     thresholds: dict | None = None,
     min_side: int | None = None,
 ) -> dict[str, Any]:
-    """Run the data gate on `data`; write validation.json and the shard list with its lineage to `out_dir`, and
-    the HTML report to `report`. Returns {"shards", "lineage", "metrics"}; raises DataGateFailed naming each
-    failed check on one line."""
+    """Run the data gate on `data` (shards, or DVC addresses: `mug.data.dvc_source`); write validation.json and
+    the shard list with its lineage to `out_dir`, and the HTML report to `report`. Returns {"shards": what later
+    tasks read (the shard list, or the DVC addresses by commit), "lineage", "metrics"}; raises DataGateFailed
+    naming each failed check on one line. The lineage of DVC addresses is what DVC resolved, and `revision`
+    is then ignored; otherwise `mug.lineage`'s, `revision` naming the data when given."""
+    from mug.data.dvc_source import materialize
     from mug.data.urls import expand_shards
     from mug.data.validate import validate_shards
     from mug.lineage import data_md5, data_revision
 
-    shards = expand_shards(data)
+    source = materialize(data)
+    shards = expand_shards(source.shards)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = validate_shards(shards, thresholds or None, tokenizer or None, out, min_side or None)
@@ -52,12 +57,13 @@ def validate(
         raise DataGateFailed(
             f"data gate failed {len(failures)} of {ran} checks on {result.rows} samples: {'; '.join(failures)}"
         )
-    lineage = {"data_md5": data_md5(shards), "data_revision": data_revision(shards, revision)}
-    (out / SHARDS).write_text(json.dumps({"shards": shards, **lineage}, indent=2) + "\n")
+    lineage = source.lineage or {"data_md5": data_md5(shards), "data_revision": data_revision(shards, revision)}
+    read = source.sources if source.lineage else shards
+    (out / SHARDS).write_text(json.dumps({"shards": read, **lineage}, indent=2) + "\n")
     counts = result.counts()
     metrics = {key: float(value) for key, value in counts.items() if isinstance(value, int)}
     metrics |= {f"gate/{c.name}": float(c.observed) for c in result.checks if c.observed is not None}
-    return {"shards": shards, "lineage": lineage, "metrics": metrics}
+    return {"shards": read, "lineage": lineage, "metrics": metrics}
 
 
 def _integral(value: Any) -> Any:
@@ -116,8 +122,10 @@ def pretrain(
     the task holds (at least one). `nodes` > 1 submits a Volcano job of `nodes` pods with `gpus` GPUs each
     (`cluster_spec`) and waits for it; its output comes back through the shared volume.
     `init_from` (a checkpoint directory) continues from its weights with its model: objective, preset and model
-    overrides come from it, so a retraining run cannot build a different model. Returns the run's summary."""
+    overrides come from it, so a retraining run cannot build a different model. DVC addresses in `shards` are
+    fetched here (launched processes fetch them themselves). Returns the run's summary."""
     from mug.checkpoint import read_config
+    from mug.data.dvc_source import materialize
     from mug.train.config import load_train_config
 
     nproc = nproc or max(gpus, 1)
@@ -146,7 +154,7 @@ def pretrain(
         else:
             from mug.train.loop import train
 
-            train(cfg)
+            train(dataclasses.replace(cfg, data=materialize(cfg.data).shards))
         summary = json.loads((Path(run_dir) / "summary.json").read_text())
         if logs_dir is not None:
             Path(logs_dir).mkdir(parents=True, exist_ok=True)
@@ -169,12 +177,12 @@ def evaluate(
     device: str = "cpu",
     gpus: int | None = None,
 ) -> tuple[dict[str, float], dict[str, Any] | None]:
-    """Evaluate the checkpoint on `data` (metrics.json and confusion.json in `out_dir`, the HTML report at
-    `report`); `device` "auto" picks a GPU when there is one (and the task holds one: `gpus` 0 means the CPU).
-    Returns the metrics and the headline
-    confusion matrix ({"name", "labels", "matrix"}, or None)."""
+    """Evaluate the checkpoint on `data` (shards or DVC addresses; metrics.json and confusion.json in `out_dir`,
+    the HTML report at `report`); `device` "auto" picks a GPU when there is one (and the task holds one: `gpus` 0
+    means the CPU). Returns the metrics and the headline confusion matrix ({"name", "labels", "matrix"}, or None)."""
     import torch
 
+    from mug.data.dvc_source import materialize
     from mug.evaluation.evaluate import EvalOptions, evaluate_checkpoint
 
     if device == "auto":
@@ -182,7 +190,7 @@ def evaluate(
 
     out = Path(out_dir)
     opts = EvalOptions(batch_size=batch_size, max_samples=max_samples or None, device=device, progress=False)
-    metrics = evaluate_checkpoint(checkpoint_dir, data, out, opts)
+    metrics = evaluate_checkpoint(checkpoint_dir, materialize(data).shards, out, opts)
     Path(report).parent.mkdir(parents=True, exist_ok=True)
     shutil.move(out / REPORT, report)
     confusion = json.loads((out / CONFUSION).read_text())
@@ -191,12 +199,23 @@ def evaluate(
     return metrics, ({"name": headline, **confusion[headline]} if headline else None)
 
 
-LINEAGE_KEYS = ("objective", "preset", "steps", "data_md5", "data_revision", "code_version", "init_from")
+LINEAGE_KEYS = (
+    "objective",
+    "preset",
+    "steps",
+    "data_md5",
+    "data_revision",
+    "data_ref",
+    "data_source",
+    "code_version",
+    "init_from",
+)
 
 
 def model_metadata(summary: dict[str, Any], dataset: dict[str, Any], init_from: str = "") -> dict[str, Any]:
     """What a trained Model artifact records (`LINEAGE_KEYS`), from the run's summary.json and the validated
-    dataset's metadata; `init_from` names the model the run continued, if any."""
+    dataset's metadata (data_ref and data_source "" unless the data came by DVC address); `init_from` names the
+    model the run continued, if any."""
     train = summary["train"]
     return {
         "objective": train["objective"],
@@ -204,6 +223,8 @@ def model_metadata(summary: dict[str, Any], dataset: dict[str, Any], init_from: 
         "steps": summary["steps"],
         "data_md5": dataset["data_md5"],
         "data_revision": dataset["data_revision"],
+        "data_ref": dataset.get("data_ref", ""),
+        "data_source": dataset.get("data_source", ""),
         "code_version": summary["code_version"],
         "init_from": init_from,
     }
@@ -234,15 +255,18 @@ def register(
     baseline: dict[str, Any] | None = None,
     baseline_dir: str | Path | None = None,
     training_noise: float | None = None,
+    trigger: str = "",
 ):
     """Register the checkpoint with its eval `metrics` (and the outcomes in `metrics_dir`) and the lineage its
-    Model artifact carries (data md5 and revision, code version, the run that made it); `baseline` (and
-    `baseline_dir`) is production's evaluation on the same eval data, when the pipeline measured it;
-    `training_noise` the gate's allowance (None: `mug.promotion.TRAINING_NOISE`). The version is also linked to
-    the W&B Registry when W&B is online with a key (the log says which). Returns the registry's `Registration`."""
+    Model artifact carries (data md5 and revision, code version, the run that made it, and the `trigger` of a
+    retraining run: the data revision or code that was new); `baseline` (and `baseline_dir`) is production's
+    evaluation on the same eval data, when the pipeline measured it; `training_noise` the gate's allowance (None:
+    `mug.promotion.TRAINING_NOISE`). The version is also linked to the W&B Registry when W&B is online with a key
+    (the log says which). Returns the registry's `Registration`."""
     from mug.registry import link_to_wandb, register_model
 
     lineage = {key: str(model_metadata[key]) for key in LINEAGE_KEYS if model_metadata.get(key) not in (None, "")}
+    lineage |= {"trigger": trigger} if trigger else {}
     candidate = evidence(metrics, metrics_dir)
     registration = register_model(
         model_dir,

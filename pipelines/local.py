@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 import re
 import sys
@@ -12,6 +13,7 @@ import time
 import warnings
 from collections import deque
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from mug.errors import UserError
@@ -121,7 +123,7 @@ def _registration_line(registered: bool, evaluation, arguments: dict, baseline=N
     return f"not registered: {reason}"
 
 
-def _summary_pretrain(outputs: dict, arguments: dict) -> list[str]:
+def _summary_pretrain(outputs: dict, arguments: dict, run: Path) -> list[str]:
     return [
         _gate_line(outputs["gate"]),
         _training_line(outputs["model"], outputs["training"]),
@@ -133,20 +135,40 @@ def _summary_pretrain(outputs: dict, arguments: dict) -> list[str]:
     ]
 
 
-def _summary_retrain(outputs: dict, arguments: dict) -> list[str]:
-    return [
-        _gate_line(outputs["gate"]),
-        f"continued from {outputs['model'].metadata.get('init_from', '?')}",
-        _training_line(outputs["model"], outputs["training"]),
-        _transfer_line(outputs["evaluation"], "retrained"),
-        _transfer_line(outputs["production"], "production"),
-        _registration_line(outputs["registered"], outputs["evaluation"], arguments, outputs["production"]),
-        f"report (HTML): {_path(outputs['report'])}",
-        f"checkpoint: {_path(outputs['model'])}",
+def _task_outputs(run: Path, task: str) -> dict[str, Any]:
+    """What task `task` of the local run in folder `run` returned, from the executor_output.json kfp.local leaves in
+    the task's folder: parameters as values, artifacts with their path and metadata. For tasks inside a dsl.If,
+    which cannot be pipeline outputs."""
+    written = json.loads((run / task / "executor_output.json").read_text())
+    artifacts = {
+        name: SimpleNamespace(path=entry["artifacts"][0]["uri"], metadata=entry["artifacts"][0].get("metadata", {}))
+        for name, entry in written.get("artifacts", {}).items()
+    }
+    return artifacts | written.get("parameterValues", {})
+
+
+def _summary_retrain(outputs: dict, arguments: dict, run: Path) -> list[str]:
+    lines = [_gate_line(outputs["gate"]), outputs["status"]]
+    if not (run / "pretrain").is_dir():  # nothing new: the run ended after the check
+        return lines
+    train, new, production = (_task_outputs(run, task) for task in ("pretrain", *_EVALUATIONS))
+    registered = _task_outputs(run, "beats-production")["Output"]
+    return lines + [
+        f"continued from {train['model'].metadata.get('init_from', '?')}",
+        _training_line(train["model"], train["metrics"]),
+        _transfer_line(new["metrics"], "retrained"),
+        _transfer_line(production["metrics"], "production"),
+        _registration_line(registered, new["metrics"], arguments, production["metrics"]),
+        f"report (HTML): {_path(new['report'])}",
+        f"checkpoint: {_path(train['model'])}",
     ]
 
 
-def _summary_benchmark(outputs: dict, arguments: dict) -> list[str]:
+# The two evaluate_checkpoint tasks of mug-retrain, as the compiler names them: the new model's, then production's.
+_EVALUATIONS = ("evaluate-checkpoint", "evaluate-checkpoint-2")
+
+
+def _summary_benchmark(outputs: dict, arguments: dict, run: Path) -> list[str]:
     table = Path(outputs["table"].path).read_text().rstrip()
     return [_gate_line(outputs["gate"]), table, f"chart: {_path(outputs['chart'])}"]
 
@@ -174,6 +196,7 @@ def run_local(
     log_path = Path(pipeline_root) / "logs" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    before = set(Path(pipeline_root).glob(f"{name}-*"))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
     try:
         with log_path.open("w") as log, contextlib.redirect_stdout(tee := _Tee(sys.stdout, log, verbose)):
@@ -193,4 +216,5 @@ def run_local(
         local.config.LocalExecutionConfig.instance = None  # the next run (or test) starts from a clean slate
     minutes, seconds = divmod(time.perf_counter() - started, 60)
     lines = [f"{name} finished in {minutes:.0f}m{seconds:02.0f}s; outputs under {pipeline_root}, log {log_path}"]
-    return "\n".join(lines + _SUMMARIES[name](outputs, arguments)) + "\n"
+    (run,) = set(Path(pipeline_root).glob(f"{name}-*")) - before
+    return "\n".join(lines + _SUMMARIES[name](outputs, arguments, run)) + "\n"

@@ -59,10 +59,13 @@ def mug_pretrain(
     model_name: str = MODEL_NAME,
     training_noise: float = TRAINING_NOISE,
 ) -> Outputs:
-    """`data_revision` "" records the git commit holding the data; `thresholds` {} is the shipped gate;
-    `settings` any other TrainConfig field; `nproc` training processes per pod (0: one per GPU); `registry_uri`
-    "" is $MUG_REGISTRY_URI or the local sqlite registry; `training_noise` the spread of transfer/score between
-    re-seeded trainings of this recipe, which a new model's lead over production must exceed (`mug.promotion`)."""
+    """`data` and `eval_data` are shards (paths, folders, brace patterns, pipe: or http(s) URLs) or DVC addresses
+    dvc://REPO@REV#PATH, which each task fetches from the revision's DVC remote and whose lineage is what DVC
+    resolved (commit and md5); `data_revision` names plain data ("": the git commit holding it); `thresholds` {}
+    is the shipped gate; `settings` any other TrainConfig field; `nproc` training processes per pod (0: one per
+    GPU); `registry_uri` "" is $MUG_REGISTRY_URI or the local sqlite registry; `training_noise` the spread of
+    transfer/score between re-seeded trainings of this recipe, which a new model's lead over production must
+    exceed (`mug.promotion`)."""
     gate = tasks.gate(
         data=data, data_revision=data_revision, tokenizer=tokenizer, thresholds=thresholds, min_side=min_side
     )

@@ -1,5 +1,7 @@
 """Shared fixtures: a micro model config (fast on 2 CPU cores) and a tokenizer trained on synthetic captions."""
 
+import os
+
 import pytest
 import torch
 
@@ -50,8 +52,6 @@ def tokenizer(pairs):
 @pytest.fixture(scope="session", autouse=True)
 def floor_cache(tmp_path_factory):
     """Random-init floors are cached per test session (and shared with the subprocesses tests start), not in ~."""
-    import os
-
     os.environ["MUG_CACHE_DIR"] = str(tmp_path_factory.mktemp("mug-cache"))
     return os.environ["MUG_CACHE_DIR"]
 
@@ -65,3 +65,55 @@ def limit_file_size(limit: int) -> None:
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def git(*args: str, cwd) -> str:
+    import subprocess
+
+    identity = ("-c", "user.name=t", "-c", "user.email=t@t")
+    return subprocess.run(["git", *identity, *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def dvc_repo(root, remote):
+    """A git repository with DVC initialised and `remote` (a folder) as its default remote."""
+    os.environ["DVC_NO_ANALYTICS"] = "1"
+    from dvc.repo import Repo
+
+    root.mkdir(parents=True)
+    git("init", "-q", cwd=root)
+    with Repo.init(str(root)).config.edit() as config:
+        config["remote"]["local"] = {"url": str(remote)}
+        config["core"]["remote"] = "local"
+    return root
+
+
+def commit_data(root, folder: str, tag: str) -> str:
+    """`dvc add` `folder`, push it, commit and tag the revision; the repository's own cache and copy are then
+    deleted, so the data can only come from the remote, as in a fresh clone. The commit."""
+    import shutil
+
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        repo.add(str(root / folder))
+        repo.push()
+    git("add", "-A", cwd=root)
+    git("commit", "-qm", f"data {tag}", cwd=root)
+    git("tag", tag, cwd=root)
+    shutil.rmtree(root / ".dvc" / "cache")
+    return git("rev-parse", "HEAD", cwd=root)
+
+
+def add_shards(train, seed: int, samples: int = 128, shard_size: int = 128) -> None:
+    """Append freshly synthesised train shards (numbered after the last one in `train`), as new data arrives."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from mug.data.corpus import synthesize_corpus
+
+    first = len(list(Path(train).glob("*.tar")))
+    with tempfile.TemporaryDirectory() as tmp:
+        synthesize_corpus(tmp, samples, 0, shard_size=shard_size, image_size=32, seed=seed, progress=False)
+        for path in sorted((Path(tmp) / "train").iterdir()):  # 00000.tar, 00000.parquet, 00000_stats.json
+            shutil.copy(path, Path(train) / f"{first + int(path.name[:5]):05d}{path.name[5:]}")

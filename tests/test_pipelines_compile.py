@@ -19,6 +19,7 @@ COMPONENTS = {
     "mug-benchmark": {"validate-data", "pretrain", "evaluate-checkpoint", "rank-objectives"},
     "mug-retrain": {
         "validate-data",
+        "whats-new",
         "production-model",
         "pretrain",
         "evaluate-checkpoint",
@@ -156,6 +157,26 @@ def test_pretrain_registers_only_inside_the_condition(tmp_path):
     (condition,) = [task for task in root.values() if "triggerPolicy" in task]
     assert "beats-production-Output" in condition["triggerPolicy"]["condition"]
     assert "register-model" in spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
+
+
+def test_retrain_spends_nothing_after_the_check_unless_something_is_new(tmp_path):
+    spec, _ = _compile("mug-retrain", tmp_path)
+    root = spec["root"]["dag"]["tasks"]
+    assert {name for name, task in root.items() if "triggerPolicy" not in task} == {"validate-data", "whats-new"}
+    (condition,) = [task for task in root.values() if "triggerPolicy" in task]
+    assert "whats-new-Output" in condition["triggerPolicy"]["condition"]  # what kfp.local can branch on
+    inner = spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
+    assert {"production-model", "pretrain", "beats-production"} <= set(inner)
+    # The local run's summary reads the two evaluations by task name: the new model's first, then production's.
+    from pipelines.local import _EVALUATIONS
+
+    producers = [
+        inner[task]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] for task in _EVALUATIONS
+    ]
+    assert producers == ["pretrain", "production-model"]
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert parameters["force"]["defaultValue"] is False
+    assert set(spec["root"]["outputDefinitions"]["parameters"]) == {"status"}
 
 
 def test_a_multi_node_pretrain_step_renders_a_volcano_job_on_the_shared_claim(tmp_path, monkeypatch):

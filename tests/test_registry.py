@@ -146,7 +146,7 @@ def test_artifacts_download_as_a_loadable_checkpoint(checkpoint, uri, tmp_path):
     card = (folder / "MODEL_CARD.md").read_text()
     assert card == read_model_card(reg.version, uri=uri)
     for text in [*LINEAGE.values(), "0.1.0+gtest", "**transfer/score 0.5000** [0.4500, 0.5500]", "`mug` encoder",
-                 "3 steps", "no production yet"]:  # fmt: skip
+                 "3 steps", "no production yet", f"mug registry reproduce {reg.version} --uri {uri}\n"]:  # fmt: skip
         assert text in card
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     version = client.get_model_version("mug-encoder", "1")

@@ -47,7 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(decode failures, empty or file-name captions, duplicates, image size, caption length). Exit code 0 "
         "when the gate passes, 1 when it fails (each failed check on one line), 2 on bad input.",
     )
-    val.add_argument("shards", nargs="+", help="shard paths, folders of .tar files or brace patterns")
+    val.add_argument(
+        "shards",
+        nargs="+",
+        help="shard paths, folders of .tar files, brace patterns, or DVC addresses dvc://REPO@REV#PATH (a git URL "
+        "or path, a tag, branch or commit, a DVC-tracked path in it: fetched from that revision's remote)",
+    )
     val.add_argument("--thresholds", help="YAML of thresholds (default: mug/data/thresholds.yaml)")
     val.add_argument("--tokenizer", help="tokenizer.json, to check caption lengths in tokens")
     val.add_argument("--min-side", type=int, help="smallest image side allowed (e.g. the model's input size)")
@@ -57,9 +62,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from mug.data.dvc_source import materialize
     from mug.data.validate import gate_exit_code, validate_shards
 
-    result = validate_shards(args.shards, args.thresholds, args.tokenizer, args.out, args.min_side, args.workers)
+    source = materialize(args.shards)
+    if source.lineage:
+        print(source.describe())
+    result = validate_shards(source.shards, args.thresholds, args.tokenizer, args.out, args.min_side, args.workers)
     return gate_exit_code(result, args.out)
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import os
+from pathlib import Path
 
 from mug.train.config import TrainConfig
 
+DATA_LINEAGE = "data.json"  # in OUT, for --data by DVC address: the commit and md5 the run read
 # What a None default of these fields means.
 _NO_DEFAULT = {
     "warmup_steps": "5%% of --steps",
@@ -49,7 +53,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example: mug pretrain --objective mug --preset tiny --data 'data/train/{00000..00004}.tar' "
         "--steps 200 --out runs/mug-tiny",
     )
-    p.add_argument("--data", nargs="+", help="shard paths, folders, brace patterns, pipe: or http(s) URLs")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        help="shard paths, folders, brace patterns, pipe: or http(s) URLs, or DVC addresses dvc://REPO@REV#PATH "
+        "(fetched from the revision's DVC remote; OUT/data.json records the commit and md5)",
+    )
     p.add_argument("--out", help="run directory (default: runs/pretrain)")
     p.add_argument("--config", help="YAML/JSON file of settings (any field of mug.train.config.TrainConfig)")
     defaults = TrainConfig()
@@ -145,10 +154,15 @@ def run(args: argparse.Namespace) -> int:
             return 0
         return result
 
+    from mug.data.dvc_source import materialize
     from mug.train.loop import train
 
-    result = train(cfg, resume=args.resume)
+    source = materialize(cfg.data)
+    result = train(dataclasses.replace(cfg, data=source.shards), resume=args.resume)
     if int(os.environ.get("RANK", 0)) == 0:
+        if source.lineage:
+            (Path(cfg.out) / DATA_LINEAGE).write_text(json.dumps(source.lineage, indent=2) + "\n")
+            print(source.describe())
         losses = ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.final_losses.items()))
         print(f"trained {cfg.objective}/{cfg.preset} for {result.steps} steps: {losses}")
         print(f"{result.images_per_s:.1f} images/s; skipped samples: {result.skipped or 'none'}")

@@ -1,4 +1,4 @@
-"""`mug registry`: look at the registered models and move their aliases by hand."""
+"""`mug registry`: look at the registered models, move their aliases by hand, reproduce a version."""
 
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p = sub.add_parser(
         "registry",
-        help="list registered model versions, show a model card, promote or roll back a version",
+        help="list registered model versions, show a model card, promote or roll back a version, reproduce one",
         description="The model registry (MLflow's, on a sqlite file by default; `mlflow ui --backend-store-uri "
         "sqlite:///runs/registry/mlflow.db` shows it too). Pipelines register each evaluated model as a new "
         "version: `candidate` always moves to it, `production` only when its transfer/score beats production's. "
         "VERSION is a version number or an alias (candidate, production).",
         epilog="examples: mug registry list;  mug registry show production;  mug registry promote 3  (rollback: "
-        "promote the older version)",
+        "promote the older version);  mug registry reproduce 3",
     )
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     ls = actions.add_parser(
@@ -45,6 +45,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     promote.add_argument("version", metavar="VERSION", help="version number or alias to promote")
     promote.add_argument("--alias", default=PRODUCTION, help="alias to move (default: %(default)s)")
     promote.set_defaults(func=run_promote)
+    again = actions.add_parser(
+        "reproduce",
+        parents=[common],
+        help="re-run a version's training from its lineage and check the result",
+        description="Train a registered version again from its lineage alone: the same data revision (fetched by "
+        "its DVC address, or the local shards if their md5 is the recorded one), the training config its "
+        "checkpoint keeps (seed included), its tokenizer and the version it continued from. Then compare: "
+        "identical weights bit for bit (a single-process CPU run), else the final losses within --rtol. Prints "
+        "what matched; exit code 0 when reproduced, 1 when not.",
+    )
+    again.add_argument("version", metavar="VERSION", help="version number or alias")
+    again.add_argument("--out", help="run folder for the new training (default: runs/reproduce/NAME-vVERSION)")
+    again.add_argument("--device", help="train on this device instead of the recorded one (e.g. cpu)")
+    again.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance on the final losses")
+    again.set_defaults(func=run_reproduce)
 
 
 def _resolve(ref: str, versions) -> int:
@@ -90,3 +105,18 @@ def run_promote(args: argparse.Namespace) -> None:
         return
     set_alias(args.name, version, args.alias, args.uri)
     print(f"{args.alias}: {'none' if before is None else f'v{before}'} -> v{version}")
+
+
+def run_reproduce(args: argparse.Namespace) -> int:
+    from mug.registry import list_versions
+    from mug.reproduce import reproduce
+
+    version = _resolve(args.version, list_versions(args.name, args.uri))
+    out = args.out or f"runs/reproduce/{args.name}-v{version}"
+    print(f"reproducing {args.name} v{version} from its lineage in {out}")
+    result = reproduce(version, args.name, args.uri, out, args.device, args.rtol)
+    for check in result.checks:
+        print(check)
+    verdict = "bit for bit" if result.bitwise else "within tolerance" if result.reproduced else "NOT reproduced"
+    print(f"{args.name} v{version}: {'reproduced ' if result.reproduced else ''}{verdict}")
+    return 0 if result.reproduced else 1

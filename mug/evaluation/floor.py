@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mug.cache import cache_dir
 from mug.config import ModelConfig
 from mug.models import Objective, build_model
 
@@ -26,10 +27,6 @@ FLOOR_SEED = 0
 _FORMAT = 2  # bump when what the cache holds, how features are computed, or the random init changes (2: MAE's
 # position-table order)
 Features = dict[str, np.ndarray]  # "keys" [N] and one array per pool, for the eval set and for the digits
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("MUG_CACHE_DIR") or Path.home() / ".cache" / "mug") / "floors"
 
 
 def random_init(cfg: ModelConfig, device: torch.device) -> Objective:
@@ -98,7 +95,7 @@ def floor_features(
 ) -> tuple[Features, Features, bool]:
     """(eval-set features in the order of `keys`, digit features, whether they came from the cache) of the
     random-init model. `compute(model)` reads the eval set (with its "keys") and the digits with a model."""
-    path = cache_dir() / f"{cache_key(cfg, shards, max_samples, seed)}.npz"
+    path = cache_dir("floors") / f"{cache_key(cfg, shards, max_samples, seed)}.npz"
     cached = _load(path) if path.is_file() else None
     if cached is not None and (eval_set := _aligned(cached[0], keys)) is not None:
         return eval_set, cached[1], True
