@@ -8,21 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from mug.errors import UserError
+from mug.errors import ConfigError
+from mug.fields import merge
 
 OBJECTIVES = ("mae", "mug", "simclr", "clip")
 POOLS = ("cls", "mean")
 MAX_SIZE = 1 << 20  # the most any size of the model (image side, width, depth, vocabulary, ...) may be
-
-
-class ConfigError(UserError, ValueError):
-    """A configuration value a user can fix; the message names the field."""
 
 
 @dataclass
@@ -157,7 +153,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        return _merge(cls(), data).validate()
+        return merge(cls(), data).validate()
 
 
 def _positive(cfg: ModelConfig, section: str, names: tuple[str, ...]) -> None:
@@ -168,43 +164,6 @@ def _positive(cfg: ModelConfig, section: str, names: tuple[str, ...]) -> None:
             raise ConfigError(f"{section}.{name} must be positive, got {getattr(sub, name)}")
         if getattr(sub, name) > MAX_SIZE:
             raise ConfigError(f"{section}.{name} must be at most {MAX_SIZE:,}, got {getattr(sub, name):,}")
-
-
-def _merge(cfg: Any, data: dict[str, Any], prefix: str = "") -> Any:
-    """Set fields of nested dataclass `cfg` from `data`, rejecting unknown keys and wrong types by name."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cfg)}
-    for key, value in data.items():
-        path = prefix + key
-        if key not in fields:
-            raise ConfigError(f"{path} is not a config field; known: {', '.join(sorted(fields))}")
-        current = getattr(cfg, key)
-        if dataclasses.is_dataclass(current):
-            _merge(current, value, path + ".")
-        else:
-            setattr(cfg, key, _coerce(path, value, type(current)))
-    return cfg
-
-
-def _coerce(path: str, value: Any, kind: type) -> Any:
-    if kind is bool:
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
-            return value.lower() in ("true", "1")
-        if isinstance(value, bool):
-            return value
-    elif kind in (int, float) and not isinstance(value, bool):
-        try:
-            number = kind(value)
-            if (kind is int and isinstance(value, float) and value != number) or not math.isfinite(number):
-                raise ValueError
-            return number
-        except (TypeError, ValueError, OverflowError):
-            pass
-    elif kind is str and isinstance(value, str):
-        return value
-    kinds = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
-    raise ConfigError(f"{path} must be {kinds[kind]}, got {value!r}")
 
 
 def preset_names() -> list[str]:
@@ -247,11 +206,11 @@ def build_config(
     preset: str = "tiny", file: str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> ModelConfig:
     """Preset, then file, then overrides: the later wins field by field."""
-    cfg = _merge(ModelConfig(), load_preset(preset))
+    cfg = merge(ModelConfig(), load_preset(preset))
     if file is not None:
-        cfg = _merge(cfg, read_config_file(file))
+        cfg = merge(cfg, read_config_file(file))
     if overrides:
-        cfg = _merge(cfg, overrides)
+        cfg = merge(cfg, overrides)
     return cfg.validate()
 
 

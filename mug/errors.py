@@ -8,6 +8,10 @@ class UserError(Exception):
     """Bad input from the user (path, file, config, checkpoint): reported, never a traceback."""
 
 
+class ConfigError(UserError, ValueError):
+    """A configuration value a user can fix; the message names the field (`mug.fields`)."""
+
+
 @contextlib.contextmanager
 def writing(what: str) -> Iterator[None]:
     """An OSError while writing `what` (a full disk, a file where a folder should be, no permission) is the

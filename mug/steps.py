@@ -66,16 +66,6 @@ def validate(
     return {"shards": read, "lineage": lineage, "metrics": metrics}
 
 
-def _integral(value: Any) -> Any:
-    """Whole floats back to ints: a dict parameter crosses a pipeline as a protobuf Struct, whose numbers are
-    all doubles (num_workers 0 arrives as 0.0, which TrainConfig rightly refuses)."""
-    if isinstance(value, dict):
-        return {key: _integral(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_integral(item) for item in value]
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
 SHARED_DIR = "/mnt/mug-shared"  # where a pipeline's training pods and the pod launching them share files
 
 
@@ -129,7 +119,7 @@ def pretrain(
     from mug.train.config import load_train_config
 
     nproc = nproc or max(gpus, 1)
-    overrides = _integral(settings)
+    overrides = dict(settings)  # a pipeline's numbers arrive as doubles: TrainConfig takes a whole 4.0 as 4
     if init_from is not None:
         saved = read_config(init_from)[1].get("train", {})
         overrides |= {key: saved[key] for key in ("objective", "preset", "model") if key in saved}

@@ -129,7 +129,7 @@ def test_kubernetes_submit_without_a_cluster_is_a_user_error(tmp_path, monkeypat
     ],
 )
 def test_validation_names_the_bad_field(overrides, field):
-    with pytest.raises(UserError, match=rf"^{field}: "):
+    with pytest.raises(UserError, match=rf"^{field}[ .]"):
         build_app(ARGS, kube_spec(**overrides))
 
 

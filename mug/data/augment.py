@@ -37,13 +37,11 @@ class Box(NamedTuple):
     height: int
 
 
-def check_crop_scale(scale: object, name: str) -> None:
-    """A crop area range (lo, hi) with 0 < lo <= hi <= 1, or None (the recipe's); `name` is the setting's."""
-    if scale is None:
-        return
-    pair = isinstance(scale, list | tuple) and len(scale) == 2 and all(isinstance(v, int | float) for v in scale)
-    if not pair or not 0 < scale[0] <= scale[1] <= 1:
-        raise ConfigError(f"{name} must be two fractions of the image area, 0 < low <= high <= 1, got {scale!r}")
+def check_crop_scale(scale: tuple[float, float] | None, name: str) -> None:
+    """A crop area range (lo, hi) needs 0 < lo <= hi <= 1; None is the recipe's. Its type is checked with the
+    config's other fields (`mug.fields`); `name` is the setting's."""
+    if scale is not None and not 0 < scale[0] <= scale[1] <= 1:
+        raise ConfigError(f"{name} must be two fractions of the image area, 0 < low <= high <= 1, got {list(scale)}")
 
 
 def random_resized_box(

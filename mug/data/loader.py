@@ -48,6 +48,7 @@ from mug.data.decode import BadImage
 from mug.data.tar import tar_samples
 from mug.data.urls import ShardError, Urls, expand_shards, reading_shard
 from mug.errors import UserError
+from mug.fields import check
 from mug.tokenizer import CaptionTokenizer
 
 log = logging.getLogger("mug.data")
@@ -113,9 +114,11 @@ class LoaderConfig:
         return self.canvas_size or max(256, self.image_size)
 
     def validate(self) -> None:
+        check(self, "loader.")
+
         def positive(name: str) -> None:
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if value < 1:
                 raise ConfigError(f"loader.{name} must be a positive integer, got {value!r}")
 
         positive("batch_size")
@@ -132,7 +135,7 @@ class LoaderConfig:
             )
         for name in ("num_workers", "shuffle_buffer"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 0):
+            if value is not None and value < 0:
                 raise ConfigError(f"loader.{name} must be a non-negative integer, got {value!r}")
         check_crop_scale(self.crop_scale, "loader.crop_scale")
         if self.crop_on_device and self.normalize:

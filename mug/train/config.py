@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mug.config import ConfigError, ModelConfig, build_config, read_config_file
 from mug.data.augment import check_crop_scale
+from mug.fields import check
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 _MODEL_FIELD = re.compile(rf"(?<![\w.])({'|'.join(f.name for f in dataclasses.fields(ModelConfig))})\.")
@@ -76,12 +74,12 @@ class TrainConfig:
     run_name: str | None = None
 
     def validate(self) -> TrainConfig:
-        _check_types(self)
+        check(self)  # types first (mug.fields' rules), so the range checks below compare numbers
         if not self.data:
             raise ConfigError("data: give at least one shard URL, folder or brace pattern (--data)")
         for name in ("steps", "batch_size", "accum_steps", "ckpt_every", "keep_last", "log_every"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         for name in ("num_workers", "sample_every", "shuffle_buffer"):
             if getattr(self, name) < 0:
@@ -102,7 +100,7 @@ class TrainConfig:
             raise ConfigError(f"wandb must be one of {', '.join(WANDB_MODES)}, got {self.wandb!r}")
         for name in ("epoch_samples", "canvas_size"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            if value is not None and value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         check_crop_scale(self.crop_scale, "crop_scale")
         if self.accum_steps > 1 and self.objective in CONTRASTIVE:
@@ -158,8 +156,6 @@ def load_train_config(file: str | Path | None = None, overrides: dict[str, Any] 
         raise ConfigError(f"unknown training setting(s): {', '.join(unknown)}; known: {', '.join(known)}")
     if isinstance(values.get("data"), str):
         values["data"] = [values["data"]]
-    if isinstance(values.get("betas"), list):
-        values["betas"] = tuple(values["betas"])
     return TrainConfig(**values).validate()
 
 
@@ -171,44 +167,3 @@ def _model_sections(model: Any) -> dict[str, dict[str, Any]]:
         if not isinstance(fields, dict):
             raise ConfigError(f"model.{section} must map fields to values (e.g. model.{section}.X=...), got {fields!r}")
     return {section: dict(fields) for section, fields in model.items()}
-
-
-def _check_types(cfg: TrainConfig) -> None:
-    """YAML and overrides arrive untyped: name the field that holds the wrong kind of value."""
-    for name, hint in typing.get_type_hints(TrainConfig).items():
-        value = getattr(cfg, name)
-        if not _conforms(value, hint):
-            raise ConfigError(f"{name} must be {_describe(hint)}, got {value!r}")
-
-
-def _conforms(value: Any, hint: Any) -> bool:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is types.UnionType:
-        return any(_conforms(value, arg) for arg in args)
-    if hint is type(None):
-        return value is None
-    if hint in (int, float) and isinstance(value, bool):
-        return False
-    if hint is float:
-        return isinstance(value, int | float) and math.isfinite(value)
-    if origin is list:
-        return isinstance(value, list) and all(_conforms(v, args[0]) for v in value)
-    if origin is tuple:
-        return isinstance(value, tuple | list) and len(value) == len(args) and all(map(_conforms, value, args))
-    if origin is dict:
-        return isinstance(value, dict) and all(_conforms(k, args[0]) for k in value)
-    return isinstance(value, hint)
-
-
-def _describe(hint: Any) -> str:
-    words = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string", type(None): "null"}
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is types.UnionType:
-        return " or ".join(_describe(arg) for arg in args)
-    if origin is list:
-        return f"a list of {_describe(args[0]).removeprefix('a ')}s"
-    if origin is tuple:
-        return f"{len(args)} numbers"
-    if origin is dict:
-        return "a mapping"
-    return words[hint]

@@ -12,7 +12,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mug.errors import UserError
+from mug.errors import ConfigError, UserError
+from mug.fields import check
 from mug.train.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -51,34 +52,38 @@ class LaunchSpec:
     max_retries: int = 0
 
     def validate(self) -> None:
+        check(self)
         if self.scheduler not in SCHEDULERS:
-            raise UserError(f"scheduler: {self.scheduler!r} is not one of {', '.join(SCHEDULERS)}")
+            raise ConfigError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
         for name in ("nproc_per_node", "nodes", "cpus_per_node", "memory_gb"):
             if getattr(self, name) < 1:
-                raise UserError(f"{name}: must be at least 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("gpus_per_node", "max_retries"):
             if getattr(self, name) < 0:
-                raise UserError(f"{name}: must not be negative, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.gpus_per_node and self.nproc_per_node > self.gpus_per_node:
-            raise UserError(
-                f"nproc_per_node: {self.nproc_per_node} processes cannot each get one of {self.gpus_per_node} GPUs"
+            raise ConfigError(
+                f"nproc_per_node must be at most gpus_per_node ({self.gpus_per_node}): each process gets one GPU, "
+                f"got {self.nproc_per_node}"
             )
         for key in self.env:
             if _SECRET_LIKE.search(key):
-                raise UserError(
-                    f"env: {key} looks like a secret; pass it through env_secrets (a Kubernetes Secret) "
+                raise ConfigError(
+                    f"env.{key} looks like a secret: pass it through env_secrets (a Kubernetes Secret) "
                     "or export it where you launch locally"
                 )
         if self.scheduler == "local_cwd":
             if self.nodes != 1:
-                raise UserError(f"nodes: local_cwd runs on this machine only, got {self.nodes}; use nproc_per_node")
+                raise ConfigError(f"nodes must be 1 with local_cwd, which runs on this machine only (use "
+                                  f"nproc_per_node), got {self.nodes}")  # fmt: skip
             if self.env_secrets:
-                raise UserError("env_secrets: Kubernetes Secrets apply to the kubernetes scheduler only")
+                raise ConfigError("env_secrets must be empty with local_cwd: Kubernetes Secrets apply to the "
+                                  "kubernetes scheduler only")  # fmt: skip
             return
         if not self.image:
-            raise UserError("image: required for the kubernetes scheduler (the image every pod runs)")
+            raise ConfigError("image must be set for the kubernetes scheduler: the image every pod runs")
         if self.shm_size is not None and not _QUANTITY.match(self.shm_size):
-            raise UserError(f"shm_size: {self.shm_size!r} is not a Kubernetes quantity such as 16Gi")
+            raise ConfigError(f"shm_size must be a Kubernetes quantity such as 16Gi, got {self.shm_size!r}")
 
 
 def build_app(worker_args: list[str], spec: LaunchSpec, module: str = "mug.cli") -> AppDef:
