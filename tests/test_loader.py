@@ -29,7 +29,8 @@ from mug.data.augment import (
     resized_crop,
 )
 from mug.data.decode import BadImage, decode
-from mug.data.loader import REASONS, LoaderConfig, make_loader
+from mug.data.loader import LoaderConfig, make_loader
+from mug.data.skips import REASONS
 from mug.errors import UserError
 from mug.image import to_tensor
 from mug.tokenizer import CaptionTokenizer

@@ -18,7 +18,6 @@ the tensors themselves, and they are sent every time.
 
 from __future__ import annotations
 
-import math
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -27,12 +26,6 @@ import numpy as np
 import torch
 
 SETS_PER_WORKER = 4  # DataLoader's 2 batches in flight per worker, one in the step, one being filled
-
-
-def shared_empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    """An empty contiguous tensor in shared memory: handing it to another process copies nothing."""
-    empty = torch.empty(0, dtype=dtype)
-    return empty.new(empty._typed_storage()._new_shared(math.prod(shape))).view(shape)
 
 
 def busy_table(workers: int) -> torch.Tensor:
