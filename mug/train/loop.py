@@ -98,7 +98,8 @@ def _tokens_per_batch(micro: list[dict[str, Any]], model: Objective, env: DistEn
         return None
     pad = model.cfg.text.pad_id
     count = sum((b["tokens"][:, 1:] != pad).sum(dtype=torch.float64) for b in micro)
-    return all_reduce_sum(count, env) / (len(micro) * env.world_size)
+    # float32, the loss's dtype: a float64 divisor would promote the caption loss (and its backward) to float64.
+    return (all_reduce_sum(count, env) / (len(micro) * env.world_size)).float()
 
 
 def _sample(model: Objective, batch: dict[str, Any], tokenizer: CaptionTokenizer | None, tracker: Tracker, step: int):
