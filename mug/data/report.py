@@ -9,16 +9,12 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mug.data.validate import RULES, format_number
+from mug.data.checks import RULES, Check, GateResult, format_number
 from mug.errors import writing
 from mug.reporting import STYLE, write_text_atomic
-
-if TYPE_CHECKING:
-    from mug.data.validate import Check, GateResult
 
 BINS = 30
 _WIDTH, _HEIGHT, _AXIS = 320, 110, 16
