@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mug.data.report import write_report
 from mug.data.validate import validate_shards
 
 WORDS = (
@@ -92,7 +93,8 @@ def main() -> None:
 
         print(f"great-expectations import: {time.perf_counter() - start:.1f} s (once per process)")
         start = time.perf_counter()
-        result = validate_shards(root, tokenizer=tokenizer, out_dir=root / "report", workers=args.workers)
+        result = validate_shards(root, tokenizer=tokenizer, workers=args.workers)
+        write_report(result, root / "report")
         total = time.perf_counter() - start
         ran = sum(not check.skipped for check in result.checks)
         print(f"cores: {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()}")

@@ -1,25 +1,32 @@
-"""What every standalone report page shares: its base style, and writes that a reader never sees half-done."""
+"""What every standalone report page shares: its templates (mug/templates: base.html holds the style and layout,
+one page each extends it), and writes that a reader never sees half-done."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from functools import cache
 from pathlib import Path
 
-STYLE = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
-.banner { padding: 0.8em 1em; border-radius: 6px; font-size: 1.3em; font-weight: 600; color: #fff; }
-.banner.passed { background: #2e7d32; } .banner.failed { background: #c62828; }
-table { border-collapse: collapse; width: 100%; margin: 0.5em 0 1.5em; }
-th, td { text-align: left; padding: 0.35em 0.6em; border-bottom: 1px solid #ddd; vertical-align: top; }
-tr.passed td.status { background: #c8e6c9; } tr.failed td.status { background: #ffcdd2; }
-tr.failed { background: #fff3f3; } tr.skipped { color: #777; }
-td.status { font-weight: 600; } .num { font-variant-numeric: tabular-nums; }
-.examples { font-size: 0.85em; color: #555; margin: 0.3em 0 0; padding-left: 1.2em; }
-.hists { display: flex; flex-wrap: wrap; gap: 1.5em; } figure { margin: 0; }
-figcaption { font-weight: 600; margin-bottom: 0.2em; } .meta { color: #555; }
-code { font-size: 0.9em; }
-"""
+import jinja2
+
+
+@cache
+def _templates() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("mug", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,  # a name the page uses and the code does not pass is a bug, not a blank
+    )
+
+
+def render(page: str, **context: object) -> str:
+    """The page `page` (a file in mug/templates) filled in with `context`; every value is HTML-escaped unless the
+    template marks it safe."""
+    return _templates().get_template(page).render(**context)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

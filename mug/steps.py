@@ -40,6 +40,7 @@ def validate(
     naming each failed check on one line. The lineage of DVC addresses is what DVC resolved, and `revision`
     is then ignored; otherwise `mug.lineage`'s, `revision` naming the data when given."""
     from mug.data.dvc_source import materialize
+    from mug.data.report import write_report
     from mug.data.urls import expand_shards
     from mug.data.validate import validate_shards
     from mug.lineage import data_md5, data_revision
@@ -48,7 +49,8 @@ def validate(
     shards = expand_shards(source.shards)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    result = validate_shards(shards, thresholds or None, tokenizer or None, out, min_side or None)
+    result = validate_shards(shards, thresholds or None, tokenizer or None, min_side or None)
+    write_report(result, out)
     Path(report).parent.mkdir(parents=True, exist_ok=True)
     shutil.move(out / "validation.html", report)
     if not result.passed:

@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mug.commands.data import gate_exit_code
+from mug.data.checks import RULES
+from mug.data.report import write_report
 from mug.data.scan import scan_shard
-from mug.data.validate import RULES, gate_exit_code, load_thresholds, validate_shards
+from mug.data.validate import load_thresholds, validate_shards
 from mug.errors import UserError
 from mug.tokenizer import CaptionTokenizer
 
@@ -105,7 +108,8 @@ def caption_tokenizer():
 def test_clean_corpus_passes_in_parallel_and_writes_reports(tmp_path, caption_tokenizer):
     (tmp_path / "shards").mkdir()
     paths = corpus(tmp_path / "shards", shards=2)
-    result = validate_shards(paths, tokenizer=caption_tokenizer, out_dir=tmp_path / "report", workers=2)
+    result = validate_shards(paths, tokenizer=caption_tokenizer, workers=2)
+    write_report(result, tmp_path / "report")
     assert result.passed, result.failures()
     assert result.rows == 2 * N and result.workers == 2 and result.samples_per_s > 0
     assert [check.name for check in result.checks] == list(load_thresholds())
@@ -188,14 +192,17 @@ def test_gate_exit_codes(tmp_path, capsys):
     clean = tmp_path / "clean"
     clean.mkdir()
     corpus(clean)
-    assert gate_exit_code(validate_shards(clean, out_dir=tmp_path / "out", workers=1), tmp_path / "out") == 0
+    result = validate_shards(clean, workers=1)
+    write_report(result, tmp_path / "out")
+    assert gate_exit_code(result, tmp_path / "out") == 0
     out, err = capsys.readouterr()
     assert "data gate passed" in out and "skipped caption_tokens: no tokenizer given" in err
 
     broken = tmp_path / "broken"
     broken.mkdir()
     corpus(broken, filename)
-    result = validate_shards(broken / "{00000..00000}.tar", out_dir=tmp_path / "out", workers=1)
+    result = validate_shards(broken / "{00000..00000}.tar", workers=1)
+    write_report(result, tmp_path / "out")
     assert gate_exit_code(result, tmp_path / "out") == 1
     err = capsys.readouterr().err
     assert "data gate failed 1 of" in err and "  filename_caption_rate: observed 0.2 > max 0.15" in err

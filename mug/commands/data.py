@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mug.data.checks import GateResult
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -63,13 +69,43 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _validate(args: argparse.Namespace) -> int:
     from mug.data.dvc_source import materialize
-    from mug.data.validate import gate_exit_code, validate_shards
+    from mug.data.report import write_report
+    from mug.data.validate import validate_shards
+    from mug.errors import writing
 
     source = materialize(args.shards)
     if source.lineage:
         print(source.describe())
-    result = validate_shards(source.shards, args.thresholds, args.tokenizer, args.out, args.min_side, args.workers)
+    if args.out:
+        with writing("the validation report"):  # before the scan, so a bad --out fails at once
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+    result = validate_shards(source.shards, args.thresholds, args.tokenizer, args.min_side, args.workers)
+    if args.out:
+        write_report(result, args.out)
     return gate_exit_code(result, args.out)
+
+
+def gate_exit_code(result: GateResult, out_dir: str | Path | None = None) -> int:
+    """The gate as a command's outcome: 0 when it passed (a summary on stdout), 1 when it failed (each failed
+    check on one line on stderr)."""
+    ran = [check for check in result.checks if not check.skipped]
+    summary = (
+        f"{len(ran)} checks on {result.rows} samples from {len(result.shards)} shards "
+        f"({result.samples_per_s:,.0f} samples/s scanned)"
+    )
+    if out_dir is not None:
+        summary += f"; report: {Path(out_dir) / 'validation.html'}"
+    for check in result.checks:
+        if check.skipped:
+            print(f"skipped {check.name}: {check.note}", file=sys.stderr)
+    if result.passed:
+        print(f"data gate passed: {summary}")
+        return 0
+    failures = result.failures()
+    print(f"data gate failed {len(failures)} of {summary}", file=sys.stderr)
+    for line in failures:
+        print(f"  {line}", file=sys.stderr)
+    return 1
 
 
 def _synth(args: argparse.Namespace) -> None:

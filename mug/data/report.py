@@ -1,7 +1,7 @@
 """The gate's report: validation.json for machines, validation.html (one standalone page) for people.
 
-The page has a pass/fail banner, the checks coloured by outcome with a few offending samples each, and small
-inline SVG histograms (no plotting library) with the thresholds drawn on them.
+The page (mug/templates/gate.html) has a pass/fail banner, the checks coloured by outcome with a few offending
+samples each, and small inline SVG histograms (no plotting library) with the thresholds drawn on them.
 """
 
 from __future__ import annotations
@@ -9,16 +9,12 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mug.data.validate import RULES, format_number
+from mug.data.checks import RULES, Check, GateResult, format_number
 from mug.errors import writing
-from mug.reporting import STYLE, write_text_atomic
-
-if TYPE_CHECKING:
-    from mug.data.validate import Check, GateResult
+from mug.reporting import render, write_text_atomic
 
 BINS = 30
 _WIDTH, _HEIGHT, _AXIS = 320, 110, 16
@@ -29,35 +25,20 @@ def _bounds(check: Check) -> str:
     return ", ".join(parts)
 
 
-def _check_rows(check: Check) -> str:
-    note = f"<br><small>{html.escape(check.note)}</small>" if check.note else ""
-    examples = ""
-    if check.examples:
-        items = "".join(
-            f"<li><code>{html.escape(e['shard'])} / {html.escape(e['key'])}</code>: "
-            f"{html.escape(e['value'][:200])}</li>"
-            for e in check.examples
-        )
-        examples = f'<ul class="examples">{items}</ul>'
+def _observed(check: Check) -> str | None:
     if check.observed is None:
-        observed = "&mdash;"
-    elif RULES[check.name].kind == "values":
-        observed = f"{check.observed:.1%} in range"
-    else:
-        observed = format_number(check.observed)
-    return (
-        f'<tr class="{check.status}"><td><b>{html.escape(check.name)}</b>{examples}</td>'
-        f'<td class="num">{observed}</td><td class="num">{html.escape(_bounds(check))}</td>'
-        f"<td><code>{html.escape(check.expectation)}</code>{note}</td>"
-        f'<td class="status">{check.status}</td></tr>'
-    )
+        return None
+    if RULES[check.name].kind == "values":
+        return f"{check.observed:.1%} in range"
+    return format_number(check.observed)
 
 
-def histogram_svg(title: str, values: np.ndarray, marks: dict[str, float] | None = None) -> str:
-    """A small SVG histogram of the finite values, with dashed lines at the `marks` (label: value) in range."""
+def histogram_svg(values: np.ndarray, marks: dict[str, float] | None = None) -> str | None:
+    """A small SVG histogram of the finite values (None when there are none), with dashed lines at the `marks`
+    (label: value) in range. Drawn from numbers and the marks' labels (threshold names) alone."""
     values = values[np.isfinite(values)]
     if values.size == 0:
-        return f"<figure><figcaption>{html.escape(title)}</figcaption><p>no values</p></figure>"
+        return None
     lo, hi = float(values.min()), float(values.max())
     if lo == hi:
         lo, hi = lo - 0.5, hi + 0.5
@@ -85,10 +66,10 @@ def histogram_svg(title: str, values: np.ndarray, marks: dict[str, float] | None
         f'<text x="{_WIDTH}" y="{_HEIGHT - 3}" font-size="10" text-anchor="end">{hi:.4g}</text>'
         f'<text x="{_WIDTH / 2}" y="{_HEIGHT - 3}" font-size="10" text-anchor="middle">peak {peak}</text></svg>'
     )
-    return f"<figure><figcaption>{html.escape(title)}</figcaption>{''.join(parts)}</figure>"
+    return "".join(parts)
 
 
-def _histograms(result: GateResult) -> str:
+def _histograms(result: GateResult) -> list[dict]:
     table = result.table
     limits = {check.name: check.threshold for check in result.checks}
     series = [
@@ -101,8 +82,8 @@ def _histograms(result: GateResult) -> str:
     for title, column, check in series:
         if column in table.columns:
             values = table[column].to_numpy(dtype="float64", na_value=np.nan)
-            figures.append(histogram_svg(title, values, limits.get(check)))
-    return f'<div class="hists">{"".join(figures)}</div>'
+            figures.append({"title": title, "svg": histogram_svg(values, limits.get(check))})
+    return figures
 
 
 def render_html(result: GateResult) -> str:
@@ -117,25 +98,15 @@ def render_html(result: GateResult) -> str:
         f"scan {result.scan_s:.1f} s ({result.samples_per_s:,.0f} samples/s, {result.workers} workers), "
         f"great-expectations {result.validate_s:.2f} s"
     )
-    rows = "".join(_check_rows(check) for check in result.checks)
-    bad = [shard for shard in result.shards if shard.error is not None]
-    shard_rows = "".join(
-        f"<tr><td><code>{html.escape(s.path)}</code></td><td class='num'>{s.samples}</td>"
-        f"<td>{html.escape(s.error or '')}</td></tr>"
-        for s in bad
-    )
-    shards = (
-        f"<h2>Unreadable shards ({len(bad)} of {len(result.shards)})</h2>"
-        f"<table><tr><th>shard</th><th>samples read</th><th>error</th></tr>{shard_rows}</table>"
-        if bad
-        else ""
-    )
-    return (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(headline)}</title>'
-        f"<style>{STYLE}</style></head><body>"
-        f'<div class="banner {status}">{html.escape(headline)}</div><p class="meta">{html.escape(timing)}</p>'
-        "<h2>Checks</h2><table><tr><th>check</th><th>observed</th><th>threshold</th><th>expectation</th>"
-        f"<th>status</th></tr>{rows}</table>{shards}<h2>Distributions</h2>{_histograms(result)}</body></html>\n"
+    return render(
+        "gate.html",
+        status=status,
+        headline=headline,
+        timing=timing,
+        checks=[{"check": c, "observed": _observed(c), "bounds": _bounds(c)} for c in result.checks],
+        unreadable=[shard for shard in result.shards if shard.error is not None],
+        shards=len(result.shards),
+        histograms=_histograms(result),
     )
 
 

@@ -2,24 +2,23 @@
 
 Each threshold key is one expectation in an ephemeral GX context (rates are means of boolean columns); the one
 per-shard check, unreadable shards, is counted outside GX and reported the same way. The gate passes when every
-check that could run passed; `gate_exit_code` turns that into the exit code a pipeline step needs.
+check that could run passed. Writing the report (`mug.data.report`) and printing the outcome are the caller's.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 import time
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from mug.data.checks import RULES, Check, GateResult
 from mug.data.scan import ShardScan, scan_shards
 from mug.data.urls import Urls, shard_name
-from mug.errors import UserError, writing
+from mug.errors import UserError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,33 +26,6 @@ if TYPE_CHECKING:
 MAX_EXAMPLES = 5
 
 
-@dataclass(frozen=True)
-class Rule:
-    """How one threshold key is checked: `kind` picks the expectation, `column` its column in the GX frame,
-    `fields` the bounds a threshold may set, and `shows` the column printed for offending samples."""
-
-    kind: str  # "mean" | "min" | "values" | "rows" | "shards"
-    column: str | None
-    fields: tuple[str, ...]
-    shows: str | None = None
-
-    @property
-    def is_rate(self) -> bool:
-        return self.kind == "mean"
-
-
-RULES = {
-    "samples": Rule("rows", None, ("min", "max")),
-    "unreadable_shards": Rule("shards", None, ("max",)),
-    "decode_failure_rate": Rule("mean", "decode_failed", ("min", "max"), "decode_error"),
-    "empty_caption_rate": Rule("mean", "empty_caption", ("min", "max"), "caption"),
-    "duplicate_rate": Rule("mean", "duplicate", ("min", "max"), "sha256"),
-    "filename_caption_rate": Rule("mean", "filename_caption", ("min", "max"), "caption"),
-    "status_success_rate": Rule("mean", "status_success", ("min", "max"), "status"),
-    "min_side": Rule("min", "min_side", ("min",), "min_side"),
-    "caption_chars": Rule("values", "caption_chars", ("min", "max", "mostly"), "caption"),
-    "caption_tokens": Rule("values", "caption_tokens", ("min", "max", "mostly"), "caption"),
-}
 EXPECTATIONS = {
     "mean": "expect_column_mean_to_be_between",
     "min": "expect_column_min_to_be_between",
@@ -61,12 +33,6 @@ EXPECTATIONS = {
     "rows": "expect_table_row_count_to_be_between",
     "shards": "unreadable_shard_count (per shard, outside GX)",
 }
-
-
-def format_number(value: float | None) -> str:
-    if value is None:
-        return "nothing"
-    return str(int(value)) if float(value).is_integer() else f"{value:.4g}"
 
 
 def _check_threshold(name: str, value: Any) -> dict[str, float]:
@@ -116,101 +82,6 @@ def load_thresholds(
     if min_side is not None:
         checked["min_side"] = _check_threshold("min_side", {"min": min_side})
     return checked
-
-
-@dataclass
-class Check:
-    name: str
-    expectation: str
-    observed: float | None
-    threshold: dict[str, float]
-    passed: bool
-    skipped: bool = False
-    note: str = ""
-    examples: list[dict[str, str]] = field(default_factory=list)
-
-    @property
-    def status(self) -> str:
-        return "skipped" if self.skipped else "passed" if self.passed else "failed"
-
-    def failure(self) -> str:
-        """One line saying how the observed value missed the threshold."""
-        lo, hi = self.threshold.get("min"), self.threshold.get("max")
-        if self.observed is None:
-            return f"{self.name}: observed nothing ({self.note})"
-        if RULES[self.name].kind == "values":
-            bounds = f"[{'-inf' if lo is None else format_number(lo)}, {'inf' if hi is None else format_number(hi)}]"
-            line = f"{self.name}: observed {format_number(self.observed)} of values in {bounds}"
-            return f"{line} < mostly {format_number(self.threshold.get('mostly', 1))}"
-        if lo is not None and self.observed < lo:
-            line = f"{self.name}: observed {format_number(self.observed)} < min {format_number(lo)}"
-        else:
-            line = f"{self.name}: observed {format_number(self.observed)} > max {format_number(hi)}"
-        return f"{line} ({self.note})" if self.note else line
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "expectation": self.expectation,
-            "observed": self.observed,
-            "threshold": self.threshold,
-            "status": self.status,
-            "passed": self.passed,
-            "note": self.note,
-            "examples": self.examples,
-        }
-
-
-@dataclass
-class GateResult:
-    checks: list[Check]
-    table: pd.DataFrame
-    shards: list[ShardScan]
-    scan_s: float
-    validate_s: float
-    workers: int
-
-    @property
-    def passed(self) -> bool:
-        return all(check.passed for check in self.checks)
-
-    @property
-    def rows(self) -> int:
-        return len(self.table)
-
-    @property
-    def samples_per_s(self) -> float:
-        return self.rows / self.scan_s if self.scan_s > 0 else 0.0
-
-    def failures(self) -> list[str]:
-        return [check.failure() for check in self.checks if not check.passed]
-
-    def counts(self) -> dict[str, Any]:
-        table = self.table
-        return {
-            "samples": self.rows,
-            "shards": len(self.shards),
-            "unreadable_shards": sum(shard.error is not None for shard in self.shards),
-            "decode_failures": int((~table["decodes"]).sum()),
-            "empty_captions": int(table["empty_caption"].sum()),
-            "filename_captions": int(table["filename_caption"].sum()),
-            "duplicates": int(table["duplicate"].sum()),
-            "status": {str(k): int(v) for k, v in table["status"].fillna("(missing)").value_counts().items()},
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "passed": self.passed,
-            "checks": [check.to_dict() for check in self.checks],
-            "counts": self.counts(),
-            "shards": [{"path": s.path, "samples": s.samples, "error": s.error} for s in self.shards],
-            "timing": {
-                "scan_s": round(self.scan_s, 3),
-                "validate_s": round(self.validate_s, 3),
-                "samples_per_s": round(self.samples_per_s, 1),
-                "workers": self.workers,
-            },
-        }
 
 
 def _gx_frame(table: pd.DataFrame) -> pd.DataFrame:
@@ -307,19 +178,14 @@ def validate_shards(
     urls: Urls,
     thresholds: str | Path | dict | None = None,
     tokenizer: Any = None,
-    out_dir: str | Path | None = None,
     min_side: int | None = None,
     workers: int | None = None,
 ) -> GateResult:
     """Scan the shards (paths, a brace pattern or a directory) and check them against the thresholds (default:
-    the shipped gate). `tokenizer` (a CaptionTokenizer or a tokenizer.json path) enables the token-length check;
-    with `out_dir`, validation.json and validation.html are written there. Several shards are scanned by a pool
-    of `workers` processes (default: one per core), so a script calling this needs the usual
-    `if __name__ == "__main__":` guard."""
+    the shipped gate). `tokenizer` (a CaptionTokenizer or a tokenizer.json path) enables the token-length check.
+    Several shards are scanned by a pool of `workers` processes (default: one per core), so a script calling this
+    needs the usual `if __name__ == "__main__":` guard."""
     limits = load_thresholds(thresholds, min_side)
-    if out_dir is not None:
-        with writing("the validation report"):  # before the scan, so a bad --out fails at once
-            Path(out_dir).mkdir(parents=True, exist_ok=True)
     if isinstance(tokenizer, str | Path):
         from mug.tokenizer import CaptionTokenizer
 
@@ -348,34 +214,6 @@ def validate_shards(
             check.examples = _examples(name, check, frame)
         checks[name] = check
     validate_s = time.perf_counter() - start
-    result = GateResult(
+    return GateResult(
         [checks[name] for name in limits], scan.table, scan.shards, scan.seconds, validate_s, scan.workers
     )
-    if out_dir is not None:
-        from mug.data.report import write_report
-
-        write_report(result, out_dir)
-    return result
-
-
-def gate_exit_code(result: GateResult, out_dir: str | Path | None = None) -> int:
-    """The gate as a command's outcome: 0 when it passed (a summary on stdout), 1 when it failed (each failed
-    check on one line on stderr)."""
-    ran = [check for check in result.checks if not check.skipped]
-    summary = (
-        f"{len(ran)} checks on {result.rows} samples from {len(result.shards)} shards "
-        f"({result.samples_per_s:,.0f} samples/s scanned)"
-    )
-    if out_dir is not None:
-        summary += f"; report: {Path(out_dir) / 'validation.html'}"
-    for check in result.checks:
-        if check.skipped:
-            print(f"skipped {check.name}: {check.note}", file=sys.stderr)
-    if result.passed:
-        print(f"data gate passed: {summary}")
-        return 0
-    failures = result.failures()
-    print(f"data gate failed {len(failures)} of {summary}", file=sys.stderr)
-    for line in failures:
-        print(f"  {line}", file=sys.stderr)
-    return 1

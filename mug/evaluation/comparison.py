@@ -3,14 +3,13 @@ table (for the run's page and the README) and a standalone HTML page with a bar 
 
 from __future__ import annotations
 
-import html
 import math
 
 from matplotlib.figure import Figure
 
 from mug.evaluation.evaluate import TRANSFER_SCORE
 from mug.evaluation.report import figure_uri
-from mug.reporting import STYLE
+from mug.reporting import render
 
 
 def _columns(results: list[dict]) -> list[str]:
@@ -70,16 +69,14 @@ def _chart(ranked: list[dict]) -> Figure:
 def html_page(results: list[dict], budget: str) -> str:
     """The ranking as a standalone page: the chart, then the table of every probe."""
     ranked, columns = rank(results), _columns(results)
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["rank", "objective", *columns])
-    rows = "".join(
-        f"<tr><td>{place}</td><td>{html.escape(r['objective'])}</td>"
-        + "".join(f'<td class="num">{_cell(r["metrics"].get(c))}</td>' for c in columns)
-        + "</tr>"
+    rows = [
+        {"place": place, "objective": r["objective"], "cells": [_cell(r["metrics"].get(c)) for c in columns]}
         for place, r in enumerate(ranked, 1)
-    )
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>mug benchmark</title><style>{STYLE}</style>"
-        f"</head><body><h1>Objectives on the same data and budget</h1><p class='meta'>{html.escape(budget)}</p>"
-        f"<img alt='transfer score per objective' src='{figure_uri(_chart(ranked))}'>"
-        f"<table><tr>{head}</tr>{rows}</table></body></html>\n"
+    ]
+    return render(
+        "benchmark.html",
+        budget=budget,
+        chart=figure_uri(_chart(ranked)),
+        columns=["rank", "objective", *columns],
+        rows=rows,
     )
