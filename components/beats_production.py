@@ -3,10 +3,10 @@
 from kfp import dsl
 from kfp.dsl import Input, Metrics
 
-from components.image import IMAGE
+from components.base_image import BASE_IMAGE
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def beats_production(
     candidate: Input[Metrics],
     registry_uri: str,

@@ -3,10 +3,10 @@
 from kfp import dsl
 from kfp.dsl import Model, Output
 
-from components.image import IMAGE
+from components.base_image import BASE_IMAGE
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def production_model(registry_uri: str, model_name: str, model: Output[Model]):
     """Download the version holding the `production` alias; fails when there is none."""
     from mug.steps import fetch_production

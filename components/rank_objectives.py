@@ -3,10 +3,10 @@
 from kfp import dsl
 from kfp.dsl import HTML, Input, Markdown, Metrics, Output
 
-from components.image import IMAGE
+from components.base_image import BASE_IMAGE
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def rank_objectives(evaluations: Input[list[Metrics]], budget: str, table: Output[Markdown], chart: Output[HTML]):
     """Rank the objectives by transfer score: a Markdown table and an HTML page with a bar chart."""
     from mug.evaluation.comparison import html_page, markdown_table

@@ -3,10 +3,10 @@
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Metrics, Model, Output
 
-from components.image import IMAGE
+from components.base_image import BASE_IMAGE
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def register_model(
     model: Input[Model],
     metrics: Input[Metrics],
