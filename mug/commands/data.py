@@ -98,7 +98,7 @@ def _synth(args: argparse.Namespace) -> None:
 
 
 def _tokenizer(args: argparse.Namespace) -> None:
-    from mug.data.captions import train_tokenizer
+    from mug.data.tokenizer_corpus import train_tokenizer
 
     tokenizer = train_tokenizer(args.shards, args.out, args.vocab_size, args.min_frequency)
     print(f"tokenizer with {tokenizer.vocab_size} tokens: {args.out}")
