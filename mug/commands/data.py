@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def add_command(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="synthesise, validate and tokenise web image-text shards")
     verbs = data.add_subparsers(dest="verb", required=True, metavar="VERB")
 
