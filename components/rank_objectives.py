@@ -12,7 +12,7 @@ def rank_objectives(evaluations: Input[list[Metrics]], budget: str, table: Outpu
     from mug.evaluation.comparison import html_page, markdown_table
     from mug.steps import numbers
 
-    results = [{"objective": e.metadata["objective"], "metrics": numbers(e.metadata)} for e in evaluations]
+    results = [{"objective": e.metadata["objective"], "metrics": numbers(metadata=e.metadata)} for e in evaluations]
     with open(table.path, "w") as f:
         f.write(markdown_table(results))
     with open(chart.path, "w") as f:

@@ -20,7 +20,7 @@ def whats_new(
     new version's lineage. (The verdict is the single return value: kfp.local cannot branch on a named output.)"""
     from mug.changes import since_production
 
-    change = since_production(dataset.metadata, model_name, registry_uri or None, force)
+    change = since_production(data=dataset.metadata, name=model_name, uri=registry_uri or None, force=force)
     print(change.status)
     for path, text in ((status, change.status), (trigger, change.trigger)):
         with open(path, "w") as f:
