@@ -29,7 +29,7 @@ from loader import write_shards  # benchmarks/ is on sys.path when this file run
 from train_step import device_name, make_batch, median_seconds, train_step
 
 from mug.config import OBJECTIVES, preset_names
-from mug.data.captions import train_tokenizer
+from mug.data.tokenizer_corpus import train_tokenizer
 from mug.models import build_model
 from mug.optim import build_optimizer
 from mug.tokenizer import CaptionTokenizer

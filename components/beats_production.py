@@ -3,10 +3,10 @@
 from kfp import dsl
 from kfp.dsl import Input, Metrics
 
-from components.image import IMAGE
+from components.base_image import BASE_IMAGE
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def beats_production(
     candidate: Input[Metrics],
     registry_uri: str,
@@ -21,11 +21,11 @@ def beats_production(
     from mug.steps import decide_promotion, evidence
 
     verdict, reason = decide_promotion(
-        evidence(candidate.metadata, candidate.path),
-        registry_uri,
-        model_name,
-        evidence(production.metadata, production.path) if production is not None else None,
-        training_noise,
+        candidate=evidence(metrics=candidate.metadata, folder=candidate.path),
+        registry_uri=registry_uri,
+        model_name=model_name,
+        baseline=evidence(metrics=production.metadata, folder=production.path) if production is not None else None,
+        training_noise=training_noise,
     )
     print(f"{'register' if verdict else 'do not register'}: {reason}")
     return verdict

@@ -3,10 +3,10 @@
 from kfp import dsl
 from kfp.dsl import HTML, ClassificationMetrics, Input, Metrics, Model, Output
 
-from components.image import IMAGE
+from components.base_image import BASE_IMAGE
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def evaluate_checkpoint(
     model: Input[Model],
     data: list,
@@ -23,7 +23,16 @@ def evaluate_checkpoint(
     is the task's accelerator limit (0: evaluate on the CPU)."""
     from mug.steps import evaluate
 
-    values, headline = evaluate(model.path, data, metrics.path, report.path, batch_size, max_samples, device, gpus)
+    values, headline = evaluate(
+        checkpoint_dir=model.path,
+        data=data,
+        out_dir=metrics.path,
+        report=report.path,
+        batch_size=batch_size,
+        max_samples=max_samples,
+        device=device,
+        gpus=gpus,
+    )
     for name, value in values.items():
         metrics.log_metric(name, value)
     metrics.metadata["objective"] = model.metadata.get("objective", "")

@@ -3,10 +3,10 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
-from components.image import IMAGE
+from components.base_image import BASE_IMAGE
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def pretrain(
     dataset: Input[Dataset],
     objective: str,
@@ -35,17 +35,17 @@ def pretrain(
     chosen = {"objective": objective, "preset": preset, "steps": steps, "batch_size": batch_size}
     chosen |= {"tokenizer": tokenizer or None, "device": device, "wandb": wandb}
     summary = run(
-        dataset.metadata["shards"],
-        model.path,
-        {**settings, **chosen},
-        nproc,
-        init_from.path if init_from is not None else None,
-        metrics.path,
-        gpus,
-        nodes,
+        shards=dataset.metadata["shards"],
+        model_dir=model.path,
+        settings={**settings, **chosen},
+        nproc=nproc,
+        init_from=init_from.path if init_from is not None else None,
+        logs_dir=metrics.path,
+        gpus=gpus,
+        nodes=nodes,
     )
     continued = init_from.metadata.get("registered", init_from.uri) if init_from is not None else ""
-    model.metadata.update(model_metadata(summary, dataset.metadata, continued))
+    model.metadata.update(model_metadata(summary=summary, dataset=dataset.metadata, init_from=continued))
     for name, value in summary["final_losses"].items():
         metrics.log_metric(f"final/{name}", value)
     metrics.log_metric("images_per_s", summary["images_per_s"])

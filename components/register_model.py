@@ -3,10 +3,10 @@
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Metrics, Model, Output
 
-from components.image import IMAGE
+from components.base_image import BASE_IMAGE
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def register_model(
     model: Input[Model],
     metrics: Input[Metrics],
@@ -25,12 +25,12 @@ def register_model(
     from mug.steps import register
 
     result = register(
-        model.path,
-        metrics.metadata,
-        model.metadata,
-        pipeline_run,
-        model_name,
-        registry_uri,
+        model_dir=model.path,
+        metrics=metrics.metadata,
+        model_metadata=model.metadata,
+        pipeline_run=pipeline_run,
+        model_name=model_name,
+        registry_uri=registry_uri,
         metrics_dir=metrics.path,
         baseline=baseline.metadata if baseline is not None else None,
         baseline_dir=baseline.path if baseline is not None else None,

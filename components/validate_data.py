@@ -3,10 +3,10 @@
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Metrics, Output
 
-from components.image import IMAGE
+from components.base_image import BASE_IMAGE
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def validate_data(
     data: list,
     data_revision: str,
@@ -21,7 +21,15 @@ def validate_data(
     one; `min_side` 0 keeps its minimum). `dataset` is the validated shard list with its md5 and revision."""
     from mug.steps import validate
 
-    result = validate(data, dataset.path, report.path, data_revision, tokenizer, thresholds, min_side)
+    result = validate(
+        data=data,
+        out_dir=dataset.path,
+        report=report.path,
+        revision=data_revision,
+        tokenizer=tokenizer,
+        thresholds=thresholds,
+        min_side=min_side,
+    )
     dataset.metadata.update({"shards": result["shards"], **result["lineage"]})
     for name, value in result["metrics"].items():
         metrics.log_metric(name, value)

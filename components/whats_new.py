@@ -3,10 +3,10 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, OutputPath
 
-from components.image import IMAGE
+from components.base_image import BASE_IMAGE
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def whats_new(
     dataset: Input[Dataset],
     registry_uri: str,
@@ -20,7 +20,7 @@ def whats_new(
     new version's lineage. (The verdict is the single return value: kfp.local cannot branch on a named output.)"""
     from mug.changes import since_production
 
-    change = since_production(dataset.metadata, model_name, registry_uri or None, force)
+    change = since_production(data=dataset.metadata, name=model_name, uri=registry_uri or None, force=force)
     print(change.status)
     for path, text in ((status, change.status), (trigger, change.trigger)):
         with open(path, "w") as f:

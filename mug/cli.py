@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in (caption, demo, data, pretrain, evaluate, registry, pipelines):
-        group.register(sub)
+        group.add_command(sub)
     return parser
 
 

@@ -73,11 +73,11 @@ def launches_jobs(task: PipelineTask, platform: Platform | None = None) -> Pipel
     """The pre-training task, which submits a Volcano job when `nodes` > 1: it passes on its own image, the
     queue, and the claim it shares with the job's pods (mounted at mug.steps.SHARED_DIR). Its service account
     needs the right to create Volcano jobs in the namespace."""
-    from components.image import IMAGE
+    from components.base_image import BASE_IMAGE
     from mug.steps import SHARED_DIR
 
     platform = platform or Platform.from_env()
-    task.set_env_variable("MUG_IMAGE", IMAGE).set_env_variable("MUG_VOLCANO_QUEUE", platform.volcano_queue)
+    task.set_env_variable("MUG_IMAGE", BASE_IMAGE).set_env_variable("MUG_VOLCANO_QUEUE", platform.volcano_queue)
     if platform.shared_pvc:
         kubernetes.mount_pvc(task, pvc_name=platform.shared_pvc, mount_path=SHARED_DIR)
         task.set_env_variable("MUG_SHARED_PVC", platform.shared_pvc).set_env_variable("MUG_SHARED_DIR", SHARED_DIR)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mug.evaluation.captions import bleu4, cider_d, perplexity, sequence_logprob
+from mug.evaluation.caption_metrics import bleu4, cider_d, perplexity, sequence_logprob
 from mug.evaluation.digits import digit_images, to_model_input
 from mug.evaluation.probes import accuracy, confusion, knn, linear_probe, split
 from mug.evaluation.zero_shot import PromptGrid

@@ -11,9 +11,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from mug.cli import main
-from mug.data.captions import iter_captions
 from mug.data.corpus import NoiseConfig, synthesize_corpus
 from mug.data.loader import LoaderConfig, make_loader
+from mug.data.tokenizer_corpus import iter_captions
 from mug.data.validate import validate_shards
 from mug.errors import UserError
 

@@ -11,7 +11,7 @@ import yaml
 from kfp import compiler
 
 import mug
-from components.image import mug_image
+from components.base_image import mug_image
 from pipelines import PIPELINES
 
 COMPONENTS = {

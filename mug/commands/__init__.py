@@ -1,1 +1,1 @@
-"""Sub-commands of the `mug` CLI, one module per group; each has `register(subparsers)`."""
+"""Sub-commands of the `mug` CLI, one module per command; each has `add_command(subparsers)`."""

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def add_command(sub: argparse._SubParsersAction) -> None:
     cap = sub.add_parser(
         "caption",
         help="mask an image, reconstruct it and continue a caption (the paper's demo)",

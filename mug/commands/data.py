@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from mug.data.checks import GateResult
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def add_command(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="synthesise, validate and tokenise web image-text shards")
     verbs = data.add_subparsers(dest="verb", required=True, metavar="VERB")
 
@@ -134,7 +134,7 @@ def _synth(args: argparse.Namespace) -> None:
 
 
 def _tokenizer(args: argparse.Namespace) -> None:
-    from mug.data.captions import train_tokenizer
+    from mug.data.tokenizer_corpus import train_tokenizer
 
     tokenizer = train_tokenizer(args.shards, args.out, args.vocab_size, args.min_frequency)
     print(f"tokenizer with {tokenizer.vocab_size} tokens: {args.out}")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def add_command(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser(
         "demo",
         help="overfit a tiny MUG on a few synthetic pairs, then caption them (no data, no network)",

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def add_command(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser(
         "evaluate",
         help="measure a checkpoint's frozen encoder: probes, kNN, captions, zero-shot, reconstruction",

@@ -10,7 +10,7 @@ import os
 import sys
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def add_command(sub: argparse._SubParsersAction) -> None:
     group = sub.add_parser(
         "pipelines",
         help="run the pipelines locally, or compile, upload, run and schedule them on Kubeflow Pipelines",

@@ -41,7 +41,7 @@ _FIELDS = (
 )
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def add_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "pretrain",
         help="pre-train an encoder with mae, simclr, clip or mug on web shards",

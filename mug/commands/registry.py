@@ -9,7 +9,7 @@ from mug.errors import UserError
 from mug.registry import DEFAULT_MODEL_NAME, PRODUCTION
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def add_command(sub: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--name", default=DEFAULT_MODEL_NAME, help="registered model name (default: %(default)s)")
     common.add_argument(

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from mug.demo import reconstruction_strip
-from mug.evaluation.captions import bleu4, cider_d, perplexity, sequence_logprob
+from mug.evaluation.caption_metrics import bleu4, cider_d, perplexity, sequence_logprob
 from mug.evaluation.zero_shot import PromptGrid, caption_scores, prefix_tokens
 from mug.generation import GenerationConfig, generate
 from mug.image import to_pil

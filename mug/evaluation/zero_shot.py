@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from mug.data.synth import COLOURS, SHAPES, SIZES
-from mug.evaluation.captions import sequence_logprob
+from mug.evaluation.caption_metrics import sequence_logprob
 from mug.models.objectives import CLIP
 from mug.models.text import TextTransformer
 from mug.tokenizer import CaptionTokenizer

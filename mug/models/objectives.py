@@ -1,4 +1,4 @@
-"""The four pre-training paradigms of the paper's 2x2, all on the same encoder, behind one registry.
+"""The four pre-training paradigms of the paper's 2x2, all on the same encoder, built by name.
 
 Each objective maps a batch dict to a dict of named losses whose "loss" entry is the one to minimise.
 Batch keys: "image" [N, 3, H, W]; "tokens" [N, T] (BOS ... EOS PAD...) for text objectives; "image2", a second
@@ -21,12 +21,14 @@ from mug.models.pixel_decoder import PixelDecoder, masked_patch_mse
 from mug.models.text import TextTransformer
 from mug.train.distributed import gather_with_local_grad
 
-_REGISTRY: dict[str, Callable[[ModelConfig], Objective]] = {}
+_BUILDERS: dict[str, Callable[[ModelConfig], Objective]] = {}
 
 
-def register(name: str):
+def objective(name: str):
+    """Decorator: the class or function that builds the objective `name` (`cfg.objective.name`)."""
+
     def wrap(builder):
-        _REGISTRY[name] = builder
+        _BUILDERS[name] = builder
         return builder
 
     return wrap
@@ -35,7 +37,7 @@ def register(name: str):
 def build_model(cfg: ModelConfig) -> Objective:
     """The objective named by `cfg.objective.name`, freshly initialised."""
     cfg.validate()
-    return _REGISTRY[cfg.objective.name](cfg)
+    return _BUILDERS[cfg.objective.name](cfg)
 
 
 class Objective(nn.Module):
@@ -97,12 +99,12 @@ class MaskedGenerative(Objective):
         return losses
 
 
-@register("mae")
+@objective("mae")
 def _mae(cfg: ModelConfig) -> MaskedGenerative:
     return MaskedGenerative(cfg, caption=False)
 
 
-@register("mug")
+@objective("mug")
 def _mug(cfg: ModelConfig) -> MaskedGenerative:
     return MaskedGenerative(cfg, caption=True)
 
@@ -124,7 +126,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     return F.cross_entropy(sim, partner)
 
 
-@register("simclr")
+@objective("simclr")
 class SimCLR(Objective):
     inputs = ("image", "image2")
 
@@ -154,7 +156,7 @@ def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torc
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
 
 
-@register("clip")
+@objective("clip")
 class CLIP(Objective):
     inputs = ("image", "tokens")
 

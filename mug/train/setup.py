@@ -144,7 +144,7 @@ def _loader(cfg: TrainConfig, model: Objective, model_cfg: ModelConfig, tokenize
 def resolve_tokenizer(cfg: TrainConfig, out: Path, env: DistEnv, start_from: Path | None) -> CaptionTokenizer:
     """The run's tokenizer: that of the checkpoint the weights come from (resumed or `init_from`: its embeddings
     are tied to it), else the file given, else one trained on the shards' captions."""
-    from mug.data.captions import train_tokenizer
+    from mug.data.tokenizer_corpus import train_tokenizer
 
     if start_from is not None:
         if cfg.tokenizer is not None:

@@ -1,4 +1,4 @@
-"""The image definition, checked without a Docker engine: it lints clean, installs what the Makefile installs, and
+"""The Dockerfile, checked without a Docker engine: it lints clean, installs what the Makefile installs, and
 carries every package the components import."""
 
 import re

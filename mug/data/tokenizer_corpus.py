@@ -1,4 +1,5 @@
-"""Captions straight from shards (only the .txt members are read): what the tokenizer learns from."""
+"""The tokenizer's corpus: captions straight from shards (only the .txt members are read), and the tokenizer
+learned from them."""
 
 from __future__ import annotations
 
