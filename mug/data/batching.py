@@ -8,7 +8,7 @@ import json
 import logging
 import random
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,12 +18,10 @@ from mug.data.augment import DeferredCrop, EvalTransform, SimCLRAugment, TrainAu
 from mug.data.buffers import BufferPool
 from mug.data.decode import BadImage
 from mug.data.handover import handover_tensor
+from mug.data.loader_config import LoaderConfig
 from mug.data.shard_reading import IMAGE_EXTENSIONS
 from mug.data.skips import Skip, Skips
 from mug.tokenizer import CaptionTokenizer
-
-if TYPE_CHECKING:
-    from mug.data.loader import LoaderConfig
 
 log = logging.getLogger("mug.data")
 
