@@ -9,10 +9,11 @@ A shard or sample that cannot be used is skipped and counted, never fatal: the s
 the per-sample step counts the rest. Each worker's counts since its previous batch ride inside the batch
 ("skipped"), and `Loader` adds them up in `Loader.stats`, so they reach the caller whatever the number of workers.
 
-What it is asked for is `loader_config.LoaderConfig`. One sample's path, module by module: `shard_reading` (shard order, tar members -> a sample dict, mixtures) ->
-this module's `_WorkerStream` (a worker's pipeline: sources -> shuffle -> batches) -> `batching` (decode and
-augment into the batch's buffer, tokenise, collate; `handover` allocates the buffers, `buffers` reuses them) ->
-`Loader` here, in the training process (the batch's tensors, the epoch's `skips.LoaderStats`).
+What it is asked for is `loader_config.LoaderConfig`. One sample's path, module by module: `shard_reading`
+(shard order, tar members -> a sample dict, mixtures) -> this module's `_WorkerStream` (a worker's pipeline:
+sources -> shuffle -> batches) -> `batching` (decode and augment into the batch's buffer, tokenise, collate;
+`handover` allocates the buffers, `buffers` reuses them) -> `Loader` here, in the training process (the batch's
+tensors, the epoch's `skips.LoaderStats`).
 """
 
 from __future__ import annotations
