@@ -18,7 +18,8 @@ import yaml
 from mug.data.checks import RULES, Check, GateResult
 from mug.data.scan import ShardScan, scan_shards
 from mug.data.urls import Urls, shard_name
-from mug.errors import UserError
+from mug.errors import ConfigError, UserError
+from mug.fields import typed
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,25 +37,26 @@ EXPECTATIONS = {
 
 
 def _check_threshold(name: str, value: Any) -> dict[str, float]:
-    rule = RULES[name]
+    """One check's bounds, by the rules every setting follows (`mug.fields`), named `thresholds.NAME.BOUND`."""
+    rule, path = RULES[name], f"thresholds.{name}"
     allowed = ", ".join(rule.fields)
     if not isinstance(value, dict) or not value:
-        raise UserError(f"threshold {name}: expected a mapping of {allowed}, got {value!r}")
-    unknown = sorted(set(value) - set(rule.fields))
+        raise ConfigError(f"{path} must be a mapping of {allowed}, got {value!r}")
+    unknown = sorted(map(str, set(value) - set(rule.fields)))
     if unknown:
-        raise UserError(f"threshold {name}: unknown field {', '.join(map(str, unknown))}; allowed: {allowed}")
-    for bound, number in value.items():
-        if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number):
-            raise UserError(f"threshold {name}: {bound} must be a number, got {number!r}")
-        if number < 0 or ((rule.is_rate or bound == "mostly") and number > 1):
-            raise UserError(f"threshold {name}: {bound} {number} is out of range")
-    if "min" not in value and "max" not in value:
-        raise UserError(f"threshold {name}: set min or max")
-    if value.get("min", -math.inf) > value.get("max", math.inf):
-        raise UserError(f"threshold {name}: min {value['min']} is above max {value['max']}")
-    if value.get("mostly", 1) == 0:
-        raise UserError(f"threshold {name}: mostly must be above 0")
-    return dict(value)
+        raise ConfigError(f"{path}.{unknown[0]} is not a bound of this check; known: {allowed}")
+    bounds = {bound: typed(f"{path}.{bound}", number, float) for bound, number in value.items()}
+    for bound, number in bounds.items():
+        fraction = rule.is_rate or bound == "mostly"
+        if number < 0 or (fraction and number > 1):
+            raise ConfigError(f"{path}.{bound} must be {'in [0, 1]' if fraction else '>= 0'}, got {number:g}")
+    if "min" not in bounds and "max" not in bounds:
+        raise ConfigError(f"{path} must set min or max")
+    if bounds.get("min", -math.inf) > bounds.get("max", math.inf):
+        raise ConfigError(f"{path}.min must be at most its max ({bounds['max']:g}), got {bounds['min']:g}")
+    if bounds.get("mostly", 1) == 0:
+        raise ConfigError(f"{path}.mostly must be above 0, got 0")
+    return {bound: int(n) if isinstance(value[bound], int) else n for bound, n in bounds.items()}
 
 
 def load_thresholds(
@@ -77,7 +79,7 @@ def load_thresholds(
             raise UserError(f"thresholds file {path} must map check names to bounds")
     unknown = [str(name) for name in thresholds if name not in RULES]
     if unknown:
-        raise UserError(f"unknown threshold {', '.join(unknown)}; known: {', '.join(RULES)}")
+        raise ConfigError(f"thresholds.{unknown[0]} is not a gate check; known: {', '.join(RULES)}")
     checked = {name: _check_threshold(name, value) for name, value in thresholds.items()}
     if min_side is not None:
         checked["min_side"] = _check_threshold("min_side", {"min": min_side})
