@@ -1,2 +1,3 @@
-"""Pre-training: the config, the run's set-up, the loop (its step in plain sight), the batches it reads, its
-checkpoints, and the torchx launcher."""
+"""Pre-training: config, setup -> loop (the step in plain sight) -> finish, guard (a non-finite step caught on
+the device), batches (the data position), state (checkpoints that resume exactly), distributed, launch (torchx),
+tracking (W&B)."""
