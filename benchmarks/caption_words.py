@@ -2,7 +2,7 @@
 
 For each MUG checkpoint, every eval caption's next-token cross-entropy is split by the class of the word each
 target token belongs to (shape, count, relation, colour, size, background, texture and other words: the
-corpus's vocabulary, `mug.data.synth`), twice: with the image's own masked encoding as memory, as in training,
+corpus's vocabulary, `mug.data.synthetic.synth`), twice: with the image's own masked encoding as memory, as in training,
 and with another image's (the batch rolled by one), which leaves the decoder only what the text before the word
 tells it. The difference (nats per token) is what the image contributes to naming that class; 0 means the
 decoder guesses the word from the caption's prior. The caption gradient can only teach the encoder what the
@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from mug.checkpoint import load_checkpoint
-from mug.data.loader import LoaderConfig, make_loader
-from mug.data.synth import (
+from mug.data.loading.loader import LoaderConfig, make_loader
+from mug.data.synthetic.synth import (
     BACKGROUND_WORDS,
     COLOUR_WORDS,
     COUNT_WORDS,

@@ -24,7 +24,7 @@ from torch import nn
 
 from mug.checkpoint import save_checkpoint
 from mug.config import build_config
-from mug.data.loader import LoaderConfig, make_loader
+from mug.data.loading.loader import LoaderConfig, make_loader
 from mug.evaluation.evaluate import HEADLINE, EvalOptions, evaluate_checkpoint, metric_name
 from mug.models import build_model
 from mug.optim import build_optimizer

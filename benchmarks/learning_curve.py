@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 from matplotlib.figure import Figure
 
-from mug.data.synth import SEMANTIC_LABELS
+from mug.data.synthetic.synth import SEMANTIC_LABELS
 from mug.evaluation.evaluate import HEADLINE, TRANSFER_SCORE, EvalOptions, evaluate_checkpoint
 from mug.train.config import load_train_config
 from mug.train.loop import train

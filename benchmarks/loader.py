@@ -36,11 +36,11 @@ import torch
 from PIL import Image
 from pil_decode import jpegs_of  # benchmarks/ is on sys.path when this file runs as a script
 
-from mug.data.augment import TrainAugment, channels_last, normalize
-from mug.data.decode import decode
-from mug.data.device_crop import crop_batch
-from mug.data.loader import LoaderConfig, make_loader
-from mug.data.tar import tar_samples
+from mug.data.loading.augment import TrainAugment, channels_last, normalize
+from mug.data.loading.decode import decode
+from mug.data.loading.device_crop import crop_batch
+from mug.data.loading.loader import LoaderConfig, make_loader
+from mug.data.loading.tar import tar_samples
 from mug.tokenizer import CaptionTokenizer
 
 WORDS = "a photo of the red green blue small large dog cat car tree house on in with near grey sky road".split()
@@ -138,7 +138,7 @@ def breakdown(folder: Path, crop: int, batch: int, tok: CaptionTokenizer) -> dic
         augment.view(pixels, augment.boxes(pixels.shape[1], pixels.shape[0], rng)[0], rng, row)
 
     stages = {
-        "tar (mug.data.tar)": lambda: per_sample_us(read, paths) / (len(jpegs) / len(paths)),
+        "tar (mug.data.loading.tar)": lambda: per_sample_us(read, paths) / (len(jpegs) / len(paths)),
         "decode (simplejpeg)": lambda: per_sample_us(decode, jpegs),
         "crop+resize+flip": lambda: per_sample_us(crop_resize_flip, images),
         "tokenise": lambda: per_sample_us(lambda b: tok.encode(b, 32), batches) / batch,

@@ -21,7 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from train_step import make_batch  # benchmarks/ is on sys.path when this file runs as a script
 
 from mug.checkpoint import load_checkpoint
-from mug.data.synth import SEMANTIC_LABELS
+from mug.data.synthetic.synth import SEMANTIC_LABELS
 from mug.evaluation.evaluate import EvalOptions, evaluate_checkpoint
 from mug.evaluation.significance import OUTCOMES, read_outcomes, summarize
 from mug.train.config import load_train_config

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from mug.data.tar import tar_samples
+from mug.data.loading.tar import tar_samples
 
 
 def jpegs_of(folder: Path) -> list[bytes]:

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from mug.data.loader import LoaderConfig, make_loader
+from mug.data.loading.loader import LoaderConfig, make_loader
 from mug.evaluation.probes import linear_probe, linear_probes, split
 
 

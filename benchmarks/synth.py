@@ -12,7 +12,7 @@ import os
 import pstats
 import tempfile
 
-from mug.data.corpus import synthesize_corpus
+from mug.data.synthetic.corpus import synthesize_corpus
 
 GOAL_64PX = 500.0
 

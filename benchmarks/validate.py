@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mug.data.report import write_report
-from mug.data.validate import validate_shards
+from mug.data.gate.report import write_report
+from mug.data.gate.validate import validate_shards
 
 WORDS = (
     "a the photo picture of small large red green blue yellow circle square star ring on grey beige background".split()

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from mug.data import synth
+from mug.data.synthetic import synth
 
 
 def coverage(obj: synth.SceneObject, size: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from PIL import Image
 
 from mug.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mug.config import build_config
-from mug.data.synth import sample_pairs
+from mug.data.synthetic.synth import sample_pairs
 from mug.errors import UserError, writing
 from mug.generation import GenerationConfig, generate
 from mug.image import load_image, to_pil, to_tensor

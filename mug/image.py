@@ -28,7 +28,7 @@ def load_image(path: str | Path) -> Image.Image:
 def to_tensor(img: Image.Image, size: int) -> torch.Tensor:
     """Resize the shorter side to `size`, centre-crop, normalise with ImageNet statistics: [3, size, size].
     The loader's evaluation transform, so the demo sees images exactly as evaluation does."""
-    from mug.data.augment import center_box, normalize, resized_crop
+    from mug.data.loading.augment import center_box, normalize, resized_crop
 
     rgb = img.convert("RGB")
     pixels = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(rgb.height, rgb.width, 3)

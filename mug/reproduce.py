@@ -36,7 +36,7 @@ class Reproduction:
 def _data(version: int, lineage: dict[str, str], recorded: list[str]) -> tuple[list[str], Check]:
     """The shards the version was trained on, and whether their md5 is the one the lineage records."""
     from mug.data.dvc_source import materialize
-    from mug.data.urls import expand_shards
+    from mug.data.loading.urls import expand_shards
     from mug.lineage import data_md5
 
     expected = lineage.get("data_md5", "unknown")

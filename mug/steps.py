@@ -40,9 +40,9 @@ def validate(
     naming each failed check on one line. The lineage of DVC addresses is what DVC resolved, and `revision`
     is then ignored; otherwise `mug.lineage`'s, `revision` naming the data when given."""
     from mug.data.dvc_source import materialize
-    from mug.data.report import write_report
-    from mug.data.urls import expand_shards
-    from mug.data.validate import validate_shards
+    from mug.data.gate.report import write_report
+    from mug.data.gate.validate import validate_shards
+    from mug.data.loading.urls import expand_shards
     from mug.lineage import data_md5, data_revision
 
     source = materialize(data)

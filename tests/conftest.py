@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mug.config import build_config
-from mug.data.synth import sample_pairs
+from mug.data.synthetic.synth import sample_pairs
 from mug.tokenizer import CaptionTokenizer
 
 MICRO = {
@@ -110,7 +110,7 @@ def add_shards(train, seed: int, samples: int = 128, shard_size: int = 128) -> N
     import tempfile
     from pathlib import Path
 
-    from mug.data.corpus import synthesize_corpus
+    from mug.data.synthetic.corpus import synthesize_corpus
 
     first = len(list(Path(train).glob("*.tar")))
     with tempfile.TemporaryDirectory() as tmp:

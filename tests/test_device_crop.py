@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mug.config import ConfigError
-from mug.data.augment import (
+from mug.data.loading.augment import (
     _INV_STD,
     _MEAN,
     Box,
@@ -21,9 +21,9 @@ from mug.data.augment import (
     random_resized_box,
     resize_into,
 )
-from mug.data.decode import decode
-from mug.data.device_crop import crop_batch
-from mug.data.loader import LoaderConfig, make_loader
+from mug.data.loading.decode import decode
+from mug.data.loading.device_crop import crop_batch
+from mug.data.loading.loader import LoaderConfig, make_loader
 from tests.test_loader import encoded, photo, write_good
 
 

@@ -76,7 +76,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.skipif(not (REPO / ".git").exists(), reason="needs the project's git checkout")
 def test_a_fresh_clone_pulls_the_sample_corpus_offline_and_it_passes_the_gate(tmp_path):
-    from mug.data.validate import validate_shards
+    from mug.data.gate.validate import validate_shards
 
     clone = tmp_path / "clone"
     run("git", "clone", "-q", str(REPO), str(clone), cwd=tmp_path)

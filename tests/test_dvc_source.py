@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from mug.cli import main
-from mug.data.corpus import synthesize_corpus
 from mug.data.dvc_source import materialize, parse, resolve
+from mug.data.synthetic.corpus import synthesize_corpus
 from mug.errors import UserError
 from tests.conftest import MICRO, add_shards, commit_data, dvc_repo, git
 

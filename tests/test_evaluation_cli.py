@@ -9,7 +9,7 @@ import torch
 
 from mug.checkpoint import save_checkpoint
 from mug.cli import main
-from mug.data.corpus import synthesize_corpus
+from mug.data.synthetic.corpus import synthesize_corpus
 from mug.evaluation.significance import read_outcomes
 from mug.models import build_model
 from mug.tokenizer import CaptionTokenizer

@@ -4,7 +4,7 @@ training, loader and launch configs, with one error format naming the field."""
 import pytest
 
 from mug.config import ConfigError, build_config
-from mug.data.loader import LoaderConfig
+from mug.data.loading.loader import LoaderConfig
 from mug.fields import typed
 from mug.train.config import load_train_config
 from mug.train.launch import LaunchSpec

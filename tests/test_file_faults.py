@@ -18,8 +18,8 @@ import torch
 
 from mug.checkpoint import load_checkpoint
 from mug.cli import main
-from mug.data.corpus import synthesize_corpus
-from mug.data.synth import sample_pairs
+from mug.data.synthetic.corpus import synthesize_corpus
+from mug.data.synthetic.synth import sample_pairs
 from mug.errors import UserError
 from mug.history import HISTORY, read_history
 from mug.train.config import load_train_config

@@ -11,10 +11,10 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from mug.cli import main
-from mug.data.corpus import NoiseConfig, synthesize_corpus
-from mug.data.loader import LoaderConfig, make_loader
+from mug.data.gate.validate import validate_shards
+from mug.data.loading.loader import LoaderConfig, make_loader
+from mug.data.synthetic.corpus import NoiseConfig, synthesize_corpus
 from mug.data.tokenizer_corpus import iter_captions
-from mug.data.validate import validate_shards
 from mug.errors import UserError
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="webdataset reads http(s) URLs with curl")

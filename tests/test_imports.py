@@ -58,5 +58,5 @@ def test_the_finder_sees_a_cycle():
 
 def test_mug_has_no_import_cycles():
     graph = import_graph()
-    assert "mug.data.validate" in graph and "mug.data.checks" in graph["mug.data.validate"]
+    assert "mug.data.gate.validate" in graph and "mug.data.gate.checks" in graph["mug.data.gate.validate"]
     assert cycles(graph) == []

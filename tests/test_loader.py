@@ -18,7 +18,7 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image, ImageDraw
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from mug.data.augment import (
+from mug.data.loading.augment import (
     Box,
     adjust_hue,
     channels_last,
@@ -28,9 +28,9 @@ from mug.data.augment import (
     resize_into,
     resized_crop,
 )
-from mug.data.decode import BadImage, decode
-from mug.data.loader import LoaderConfig, make_loader
-from mug.data.skips import REASONS
+from mug.data.loading.decode import BadImage, decode
+from mug.data.loading.loader import LoaderConfig, make_loader
+from mug.data.loading.skips import REASONS
 from mug.errors import UserError
 from mug.image import to_tensor
 from mug.tokenizer import CaptionTokenizer

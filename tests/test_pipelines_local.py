@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mug.data.corpus import NoiseConfig, synthesize_corpus
+from mug.data.synthetic.corpus import NoiseConfig, synthesize_corpus
 from mug.errors import UserError
 from mug.registry import list_versions, production_score, register_model
 from pipelines.local import run_local

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from mug.data.checks import Check, GateResult
-from mug.data.report import render_html as gate_page
-from mug.data.scan import ShardScan
+from mug.data.gate.checks import Check, GateResult
+from mug.data.gate.report import render_html as gate_page
+from mug.data.gate.scan import ShardScan
 from mug.evaluation.comparison import html_page
 from mug.evaluation.report import render_html as evaluation_page
 from mug.evaluation.results import Evaluation

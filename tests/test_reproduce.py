@@ -5,8 +5,8 @@ bit for bit, on a CPU."""
 import pytest
 
 from mug.cli import main
-from mug.data.corpus import synthesize_corpus
 from mug.data.dvc_source import materialize
+from mug.data.synthetic.corpus import synthesize_corpus
 from mug.registry import download_model, read_model_card, register_model
 from mug.steps import pretrain
 from tests.conftest import MICRO, commit_data, dvc_repo

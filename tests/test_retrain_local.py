@@ -3,8 +3,8 @@ data (or the code) differs from what production was trained on, and says so when
 
 import pytest
 
-from mug.data.corpus import synthesize_corpus
 from mug.data.dvc_source import materialize
+from mug.data.synthetic.corpus import synthesize_corpus
 from mug.registry import list_versions, production_lineage, production_score, register_model
 from mug.steps import pretrain, register
 from pipelines.local import _task_outputs, run_local

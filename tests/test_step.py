@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from mug.data.corpus import synthesize_corpus
+from mug.data.synthetic.corpus import synthesize_corpus
 from mug.train import loop
 from mug.train.config import load_train_config
 from mug.train.guard import NonFiniteGuard

@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image, ImageDraw
 
-from mug.data.corpus import UNRELATED_KINDS, NoiseConfig, synthesize_corpus
-from mug.data.shards import ShardSample, write_shard
-from mug.data.synth import (
+from mug.data.synthetic.corpus import UNRELATED_KINDS, NoiseConfig, synthesize_corpus
+from mug.data.synthetic.shards import ShardSample, write_shard
+from mug.data.synthetic.synth import (
     BACKGROUNDS,
     COLOUR_WORDS,
     COLOURS,

@@ -6,7 +6,7 @@ import tarfile
 
 import pytest
 
-from mug.data.tar import BLOCK, TarError, split_name, tar_members, tar_samples
+from mug.data.loading.tar import BLOCK, TarError, split_name, tar_members, tar_samples
 
 LONG = "a" * 90 + "/" + "b" * 90 + "/" + "c" * 120 + ".jpg"  # needs pax/GNU long names, or the ustar prefix
 

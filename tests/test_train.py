@@ -16,8 +16,8 @@ from safetensors.torch import load_file, save_file
 
 from mug.checkpoint import CheckpointError, load_checkpoint
 from mug.config import ConfigError
-from mug.data.augment import normalize
-from mug.data.corpus import synthesize_corpus
+from mug.data.loading.augment import normalize
+from mug.data.synthetic.corpus import synthesize_corpus
 from mug.errors import UserError
 from mug.train.config import load_train_config
 from mug.train.loop import TrainingDiverged, _to_device, train

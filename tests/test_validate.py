@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from mug.commands.data import gate_exit_code
-from mug.data.checks import RULES
-from mug.data.report import write_report
-from mug.data.scan import scan_shard
-from mug.data.validate import load_thresholds, validate_shards
+from mug.data.gate.checks import RULES
+from mug.data.gate.report import write_report
+from mug.data.gate.scan import scan_shard
+from mug.data.gate.validate import load_thresholds, validate_shards
 from mug.errors import UserError
 from mug.tokenizer import CaptionTokenizer
 

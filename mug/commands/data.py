@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mug.data.checks import GateResult
+    from mug.data.gate.checks import GateResult
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
@@ -59,7 +59,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         help="shard paths, folders of .tar files, brace patterns, or DVC addresses dvc://REPO@REV#PATH (a git URL "
         "or path, a tag, branch or commit, a DVC-tracked path in it: fetched from that revision's remote)",
     )
-    val.add_argument("--thresholds", help="YAML of thresholds (default: mug/data/thresholds.yaml)")
+    val.add_argument("--thresholds", help="YAML of thresholds (default: mug/data/gate/thresholds.yaml)")
     val.add_argument("--tokenizer", help="tokenizer.json, to check caption lengths in tokens")
     val.add_argument("--min-side", type=int, help="smallest image side allowed (e.g. the model's input size)")
     val.add_argument("--out", help="folder for validation.json and validation.html")
@@ -69,8 +69,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 def _validate(args: argparse.Namespace) -> int:
     from mug.data.dvc_source import materialize
-    from mug.data.report import write_report
-    from mug.data.validate import validate_shards
+    from mug.data.gate.report import write_report
+    from mug.data.gate.validate import validate_shards
     from mug.errors import writing
 
     source = materialize(args.shards)
@@ -109,7 +109,7 @@ def gate_exit_code(result: GateResult, out_dir: str | Path | None = None) -> int
 
 
 def _synth(args: argparse.Namespace) -> None:
-    from mug.data.corpus import NoiseConfig, synthesize_corpus
+    from mug.data.synthetic.corpus import NoiseConfig, synthesize_corpus
 
     noise = NoiseConfig(
         args.unrelated_rate, args.truncated_rate, args.empty_rate, args.duplicate_rate, args.corrupt_rate

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from mug.data.tar import tar_members
-from mug.data.urls import ShardError, Urls, expand_shards, reading_shard
+from mug.data.loading.tar import tar_members
+from mug.data.loading.urls import ShardError, Urls, expand_shards, reading_shard
 from mug.errors import UserError, writing
 from mug.tokenizer import CaptionTokenizer
 

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from mug.data.augment import center_box, normalize, resized_crop
+from mug.data.loading.augment import center_box, normalize, resized_crop
 
 
 def digit_images(max_samples: int | None = None, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:

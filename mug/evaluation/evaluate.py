@@ -37,7 +37,7 @@ import torch
 from tqdm import tqdm
 
 from mug.checkpoint import CheckpointError, load_checkpoint
-from mug.data.loader import LoaderConfig, make_loader
+from mug.data.loading.loader import LoaderConfig, make_loader
 from mug.device import pick_device
 from mug.errors import UserError, writing
 from mug.evaluation.digits import digit_images, to_model_input

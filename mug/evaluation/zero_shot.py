@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mug.data.synth import COLOURS, SHAPES, SIZES
+from mug.data.synthetic.synth import COLOURS, SHAPES, SIZES
 from mug.evaluation.caption_metrics import sequence_logprob
 from mug.models.objectives import CLIP
 from mug.models.text import TextTransformer

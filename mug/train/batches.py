@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mug.data.loader import Loader
+from mug.data.loading.loader import Loader
 from mug.errors import UserError
 from mug.train.state import DataPosition
 

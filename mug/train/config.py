@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mug.config import ConfigError, ModelConfig, build_config, read_config_file
-from mug.data.augment import check_crop_scale
+from mug.data.loading.augment import check_crop_scale
 from mug.fields import check
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -32,7 +32,7 @@ class TrainConfig:
     `epoch_samples` fixes how many samples an epoch holds over all ranks (needed under DDP so ranks step
     together; None reads the shards once per epoch on a single process).
     `crop_on_device`: the loader workers only decode, into canvases `canvas_size` px square (None: 256 or the
-    model's input size if larger), and the GPU crops, resizes and flips (`mug.data.device_crop`): a worker feeds
+    model's input size if larger), and the GPU crops, resizes and flips (`mug.data.loading.device_crop`): a worker feeds
     a quarter more images per second at 224 px. For GPUs short of CPU cores; on a CPU it costs more than it saves.
     `crop_scale` (None: the recipe's) and `flip`: the training augmentation, narrowed where it would contradict
     the captions (the synthetic corpus says left and right, and counts objects a small crop cuts out).

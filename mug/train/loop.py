@@ -23,8 +23,8 @@ from safetensors import SafetensorError
 from tqdm import tqdm
 
 from mug.checkpoint import CheckpointError, save_checkpoint
-from mug.data.augment import normalize
-from mug.data.device_crop import crop_batch
+from mug.data.loading.augment import normalize
+from mug.data.loading.device_crop import crop_batch
 from mug.errors import UserError, writing
 from mug.history import HISTORY
 from mug.models import MaskedGenerative, Objective

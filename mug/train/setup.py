@@ -14,7 +14,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from mug.checkpoint import CheckpointError, check_same_model, load_checkpoint
 from mug.config import ConfigError, ModelConfig
-from mug.data.loader import LoaderConfig, make_loader
+from mug.data.loading.loader import LoaderConfig, make_loader
 from mug.errors import writing
 from mug.history import HISTORY, read_history
 from mug.lineage import code_version

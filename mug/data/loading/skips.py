@@ -27,7 +27,7 @@ class LoaderStats:
     samples: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     dropped: int = 0  # good samples left out in training's last partial batch (one per worker)
-    reused_buffers: int = 0  # batches that came in a worker's reused shared memory (mug.data.buffers)
+    reused_buffers: int = 0  # batches that came in a worker's reused shared memory (mug.data.loading.buffers)
 
     @property
     def skipped(self) -> int:

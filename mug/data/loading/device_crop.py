@@ -4,7 +4,7 @@ A worker then only decodes each image whole into a fixed canvas and draws its bo
 224 px costs a CPU core 83 us a sample, a quarter of decoding the JPEG, and here it is two batched matrix products
 on the GPU. Each axis's resize is a [size, canvas] matrix per image whose rows hold OpenCV's weights for the box:
 bicubic (A = -0.75, half-pixel centres, the crop's edge pixels repeated beyond it) or, where the crop shrinks by
-more than 1.5x, pixel-area averaging, the rules of `mug.data.augment.resize_into`. A flip reverses the rows. The
+more than 1.5x, pixel-area averaging, the rules of `mug.data.loading.augment.resize_into`. A flip reverses the rows. The
 pixels are those of the CPU path within one grey level (OpenCV rounds its weights to 11 bits), and nothing
 outside a box, such as the canvas beyond a smaller image, reaches the output.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from mug.data.augment import AREA_BEYOND, normalize
+from mug.data.loading.augment import AREA_BEYOND, normalize
 
 _A = -0.75  # the bicubic kernel's parameter in OpenCV, which the CPU path uses (PIL's is -0.5)
 

@@ -1,9 +1,9 @@
 """Scan img2dataset shards into a table with one row per sample: what the validation gate checks.
 
-Tars are read as streams (`mug.data.tar`, strict: a cut or garbled shard is an error, not a short one), the way
-they arrive from object storage, and every image is really decoded, by the loader's own decoder (`mug.data.decode`):
-that catches a truncated JPEG, and the gate's decode failures are exactly the samples training would skip. Shards
-are scanned in parallel, one task per shard.
+Tars are read as streams (`mug.data.loading.tar`, strict: a cut or garbled shard is an error, not a short
+one), the way they arrive from object storage, and every image is really decoded, by the loader's own decoder
+(`mug.data.loading.decode`): that catches a truncated JPEG, and the gate's decode failures are exactly the
+samples training would skip. Shards are scanned in parallel, one task per shard.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mug.data.decode import BadImage, decode
-from mug.data.tar import tar_samples
-from mug.data.urls import ShardError, Urls, expand_shards, reading_shard
+from mug.data.loading.decode import BadImage, decode
+from mug.data.loading.tar import tar_samples
+from mug.data.loading.urls import ShardError, Urls, expand_shards, reading_shard
 
 if TYPE_CHECKING:
     import pandas as pd

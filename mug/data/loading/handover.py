@@ -1,6 +1,6 @@
 """Memory for the batches a worker hands over: shared memory in a DataLoader worker, so handing a batch over
 copies nothing, and huge pages asked for in-process (a fresh batch of tens of MB would otherwise fault in 4 KiB
-at a time). Which of a worker's sets are in use is `mug.data.buffers`' job."""
+at a time). Which of a worker's sets are in use is `mug.data.loading.buffers`' job."""
 
 from __future__ import annotations
 

@@ -14,13 +14,21 @@ import numpy as np
 import torch
 from torch.utils.data import get_worker_info
 
-from mug.data.augment import DeferredCrop, EvalTransform, SimCLRAugment, TrainAugment, channels_last, hwc, normalize
-from mug.data.buffers import BufferPool
-from mug.data.decode import BadImage
-from mug.data.handover import handover_tensor
-from mug.data.loader_config import LoaderConfig
-from mug.data.shard_reading import IMAGE_EXTENSIONS
-from mug.data.skips import Skip, Skips
+from mug.data.loading.augment import (
+    DeferredCrop,
+    EvalTransform,
+    SimCLRAugment,
+    TrainAugment,
+    channels_last,
+    hwc,
+    normalize,
+)
+from mug.data.loading.buffers import BufferPool
+from mug.data.loading.decode import BadImage
+from mug.data.loading.handover import handover_tensor
+from mug.data.loading.loader_config import LoaderConfig
+from mug.data.loading.shard_reading import IMAGE_EXTENSIONS
+from mug.data.loading.skips import Skip, Skips
 from mug.tokenizer import CaptionTokenizer
 
 log = logging.getLogger("mug.data")

@@ -22,7 +22,7 @@ import torchvision.transforms.v2.functional as TF
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from mug.config import ConfigError
-from mug.data.decode import decode
+from mug.data.loading.decode import decode
 
 _MEAN = torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1) * 255
 _INV_STD = 1 / (torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1) * 255)
@@ -238,7 +238,7 @@ def fit_into(pixels: np.ndarray, canvas: np.ndarray) -> np.ndarray:
 class DeferredCrop:
     """The worker's half of cropping on the device (`LoaderConfig.crop_on_device`): decode the image whole into
     its canvas row and draw its box and flip by `augment`'s rules, with the same random draws as cropping here;
-    `mug.data.device_crop.crop_batch` does the rest on the batch."""
+    `mug.data.loading.device_crop.crop_batch` does the rest on the batch."""
 
     def __init__(self, augment: TrainAugment):
         self.augment = augment

@@ -31,10 +31,10 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mug.config import ConfigError
-from mug.data.batching import Batcher
-from mug.data.buffers import MappedSets, busy_table, release_when_dropped
-from mug.data.loader_config import LoaderConfig
-from mug.data.shard_reading import (
+from mug.data.loading.batching import Batcher
+from mug.data.loading.buffers import MappedSets, busy_table, release_when_dropped
+from mug.data.loading.loader_config import LoaderConfig
+from mug.data.loading.shard_reading import (
     IMAGE_EXTENSIONS,
     MAX_FAILED_SHARDS_IN_A_ROW,
     ShardReader,
@@ -43,7 +43,7 @@ from mug.data.shard_reading import (
     shard_order,
     sources_of,
 )
-from mug.data.skips import LoaderStats, Skips
+from mug.data.loading.skips import LoaderStats, Skips
 from mug.tokenizer import CaptionTokenizer
 
 log = logging.getLogger("mug.data")
@@ -76,7 +76,7 @@ class _WorkerStream(IterableDataset):
         self.shuffle_buffer = cfg.shuffle_buffer if cfg.shuffle_buffer is not None else (1000 if cfg.train else 0)
         self.batcher = Batcher(cfg, tokenizer)
         self.epoch = 0
-        self.busy: torch.Tensor | None = None  # workers' buffer sets in use (mug.data.buffers), set per epoch
+        self.busy: torch.Tensor | None = None  # workers' buffer sets in use (mug.data.loading.buffers), set per epoch
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
@@ -129,7 +129,7 @@ class Loader:
     `cfg.normalize`, both in channels-last memory order; "tokens": long [B, T]), "key" (list of str) and, in
     evaluation when the samples' .json has them, "labels" (list of dict). With `cfg.crop_on_device`, "image" is
     the uint8 canvases [B, 3, C, C] and "boxes" (float [B, 5]: left, top, width, height in canvas pixels, and
-    flip 0/1) says what `mug.data.device_crop.crop_batch` makes of them.
+    flip 0/1) says what `mug.data.loading.device_crop.crop_batch` makes of them.
     """
 
     def __init__(self, dataset: _WorkerStream, batches_per_epoch: int | None):

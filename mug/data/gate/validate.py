@@ -2,7 +2,7 @@
 
 Each threshold key is one expectation in an ephemeral GX context (rates are means of boolean columns); the one
 per-shard check, unreadable shards, is counted outside GX and reported the same way. The gate passes when every
-check that could run passed. Writing the report (`mug.data.report`) and printing the outcome are the caller's.
+check that could run passed. Writing the report (`mug.data.gate.report`) and printing the outcome are the caller's.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from mug.data.checks import RULES, Check, GateResult
-from mug.data.scan import ShardScan, scan_shards
-from mug.data.urls import Urls, shard_name
+from mug.data.gate.checks import RULES, Check, GateResult
+from mug.data.gate.scan import ShardScan, scan_shards
+from mug.data.loading.urls import Urls, shard_name
 from mug.errors import ConfigError, UserError
 from mug.fields import typed
 
@@ -65,7 +65,7 @@ def load_thresholds(
     """The gate's thresholds: the shipped default, a YAML file or a dict, each of which is the whole gate (a key
     left out is not checked). `min_side` overrides the min side, e.g. with the model's input size."""
     if thresholds is None:
-        text = resources.files("mug.data").joinpath("thresholds.yaml").read_text()
+        text = resources.files("mug.data.gate").joinpath("thresholds.yaml").read_text()
         thresholds = yaml.safe_load(text)
     elif isinstance(thresholds, str | Path):
         path = Path(thresholds)

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mug.config import ConfigError
-from mug.data.augment import check_crop_scale
-from mug.data.urls import Urls
+from mug.data.loading.augment import check_crop_scale
+from mug.data.loading.urls import Urls
 from mug.fields import check
 
 INPUTS = ("image", "image2", "tokens")
@@ -25,12 +25,12 @@ class LoaderConfig:
     `resampled`: draw shards with replacement; None means yes for training under DDP.
     `epoch_samples`: samples per epoch over all ranks; fixes the number of batches per rank (a resampled
     stream is endless without it; a non-resampled one repeats its shards to fill it).
-    `normalize`: False delivers images as uint8 for `mug.data.augment.normalize` on the GPU: a quarter of the
+    `normalize`: False delivers images as uint8 for `mug.data.loading.augment.normalize` on the GPU: a quarter of the
     bytes to move, and a worker spends about a quarter less time per 224 px sample.
     `crop_on_device`: workers decode each image whole into a uint8 canvas `canvas_size` px square (None: 256,
     img2dataset's default, or `image_size` if larger; larger images are shrunk to fit) and deliver its crop box
-    and flip, for `mug.data.device_crop.crop_batch` to crop, resize, flip and normalise on the GPU: a worker then
-    spends 20% less time per 224 px sample. Needs `normalize=False`; not for SimCLR's colour augmentations.
+    and flip, for `mug.data.loading.device_crop.crop_batch` to crop, resize, flip and normalise on the GPU: a
+    worker then spends 20% less time per 224 px sample. Needs `normalize=False`; not for SimCLR's colour augmentations.
     `crop_scale`: the training crops' area range (None: the recipe's, (0.2, 1), SimCLR's (0.08, 1)); `flip`:
     flip half the training images (off where captions or labels say left and right).
     """

@@ -12,9 +12,9 @@ from itertools import islice
 import webdataset as wds
 
 from mug.config import ConfigError
-from mug.data.skips import Skips
-from mug.data.tar import tar_samples
-from mug.data.urls import ShardError, Urls, expand_shards, reading_shard
+from mug.data.loading.skips import Skips
+from mug.data.loading.tar import tar_samples
+from mug.data.loading.urls import ShardError, Urls, expand_shards, reading_shard
 from mug.errors import UserError
 
 log = logging.getLogger("mug.data")
@@ -39,7 +39,7 @@ def _positive(weight: object) -> bool:
 
 
 class ShardReader:
-    """Shard URLs -> samples through `mug.data.tar`; a shard that fails is counted once, by how far it got."""
+    """Shard URLs -> samples through `mug.data.loading.tar`; a shard that fails is counted once, by how far it got."""
 
     def __init__(self, skips: Skips, extensions: tuple[str, ...], give_up_after: int | None):
         self.skips, self.give_up_after = skips, give_up_after

@@ -1,7 +1,7 @@
 """The data gate's vocabulary: the rule behind each threshold key, one check's outcome and the gate's result.
 
-A module of its own so the gate (`mug.data.validate`) and its report (`mug.data.report`) both depend on it instead
-of on each other.
+A module of its own so the gate (`mug.data.gate.validate`) and its report (`mug.data.gate.report`) both
+depend on it instead of on each other.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mug.data.scan import ShardScan
+    from mug.data.gate.scan import ShardScan
 
 
 @dataclass(frozen=True)

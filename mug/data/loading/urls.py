@@ -14,7 +14,7 @@ import webdataset as wds
 from webdataset.gopen import Pipe
 from webdataset.shardlists import expand_urls
 
-from mug.data.tar import TarError
+from mug.data.loading.tar import TarError
 from mug.errors import UserError
 
 Urls = str | os.PathLike | Sequence[str | os.PathLike]

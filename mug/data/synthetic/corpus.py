@@ -20,8 +20,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mug.data.shards import MAX_SAMPLES_PER_SHARD, MAX_SHARDS, ShardSample, write_shard
-from mug.data.synth import COLOURS, SHAPES, Scene, clean_caption, random_scene, render, web_caption
+from mug.data.synthetic.shards import MAX_SAMPLES_PER_SHARD, MAX_SHARDS, ShardSample, write_shard
+from mug.data.synthetic.synth import COLOURS, SHAPES, Scene, clean_caption, random_scene, render, web_caption
 from mug.errors import UserError, writing
 
 SPLITS = ("train", "eval")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mug.data.checks import RULES, Check, GateResult, format_number
+from mug.data.gate.checks import RULES, Check, GateResult, format_number
 from mug.errors import writing
 from mug.reporting import render, write_text_atomic
 
