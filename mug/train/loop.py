@@ -147,7 +147,7 @@ def _train(cfg: TrainConfig, resume: bool, env: DistEnv, stop: threading.Event) 
         raw = [run.batches.next() for _ in range(cfg.accum_steps)]
         first_keys = first_keys or raw[0]["key"][:4]
         micro = [_to_device(b, model.inputs, env.device, run.model_cfg.encoder.img_size) for b in raw]
-        tokens_per_batch = _tokens_per_batch(raw, model, env)
+        tokens_per_batch = _tokens_per_batch(micro, model, env)
         sums: dict[str, torch.Tensor] = {}
         for i, batch in enumerate(micro):
             last = i == len(micro) - 1
