@@ -1,4 +1,5 @@
-"""Pre-training as a pipeline step: any objective, in this process or as N DDP processes through torchx."""
+"""Pre-training as a pipeline step: any objective, in this process, as N DDP processes through torchx, or as a
+multi-node job (a Kubeflow Trainer TrainJob or a Volcano job)."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
@@ -26,8 +27,9 @@ def pretrain(
 ):
     """Train on the validated shards (`tokenizer` "" learns one from them); `settings` holds any other
     TrainConfig field (base_lr, model overrides, ...); `nproc` 0 runs one process per GPU of the `gpus` it
-    holds; `nodes` > 1 runs a Volcano job of that many pods with `gpus` each. With `init_from`, continue from
-    that model (its objective and preset win). `model` is the checkpoint directory; its metadata carries what a
+    holds; `nodes` > 1 runs a job of that many pods with `gpus` each: a Kubeflow Trainer TrainJob, or a Volcano
+    job when compiled with MUG_MULTI_NODE=volcano. With `init_from`, continue from that model (its objective and
+    preset win). `model` is the checkpoint directory; its metadata carries what a
     registered model is traced back by. `metrics`' folder keeps summary.json and the offline W&B run."""
     from mug.steps import model_metadata
     from mug.steps import pretrain as run

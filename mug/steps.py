@@ -71,29 +71,43 @@ def validate(
 SHARED_DIR = "/mnt/mug-shared"  # where a pipeline's training pods and the pod launching them share files
 
 
-def cluster_spec(nodes: int, gpus: int) -> tuple[Any, Path]:
-    """The Volcano job of a multi-node pre-training step, and the folder on the volume this pod shares with its
-    pods. The pipeline's platform settings put what it needs in this pod's environment: MUG_IMAGE (the image),
-    MUG_SHARED_PVC (a ReadWriteMany claim, mounted here at MUG_SHARED_DIR), MUG_VOLCANO_QUEUE."""
-    from mug.train.launch import LaunchSpec
+MULTI_NODE = {"trainjob": "trainjob", "volcano": "kubernetes"}  # $MUG_MULTI_NODE -> the scheduler it launches with
 
-    pvc, shared = os.environ.get("MUG_SHARED_PVC"), Path(os.environ.get("MUG_SHARED_DIR", SHARED_DIR))
+
+def cluster_spec(nodes: int, gpus: int) -> tuple[Any, Path]:
+    """The multi-node job of a pre-training step, and the folder on the volume this pod shares with its pods: a
+    Kubeflow Trainer TrainJob on $MUG_TRAINER_RUNTIME ($MUG_MULTI_NODE=trainjob, the default) or a Volcano job
+    (volcano). The pipeline's platform settings put what it needs in this pod's environment: MUG_IMAGE (the
+    image), MUG_SHARED_PVC (a ReadWriteMany claim, mounted here at MUG_SHARED_DIR), MUG_SHM_SIZE, the W&B Secret
+    for a TrainJob (MUG_WANDB_SECRET, MUG_WANDB_SECRET_KEY) and MUG_VOLCANO_QUEUE."""
+    from mug.train.launch_spec import LaunchSpec
+
+    env = os.environ.get
+    launcher = env("MUG_MULTI_NODE", "trainjob")
+    if launcher not in MULTI_NODE:
+        raise UserError(f"MUG_MULTI_NODE must be one of {', '.join(MULTI_NODE)}, got {launcher!r}")
+    pvc, shared = env("MUG_SHARED_PVC"), Path(env("MUG_SHARED_DIR", SHARED_DIR))
     if not pvc or not shared.is_dir():
         raise UserError(
             f"pretrain: nodes={nodes} needs a volume shared with the training pods; compile the pipelines with "
             f"MUG_SHARED_PVC=<a ReadWriteMany PersistentVolumeClaim> (it is mounted at {shared})"
         )
+    secret, secrets = env("MUG_WANDB_SECRET"), []
+    if secret and launcher == "trainjob":  # its key as WANDB_API_KEY (torchx could only pass all keys as named)
+        secrets = [f"{secret}:{env('MUG_WANDB_SECRET_KEY', 'api-key')}=WANDB_API_KEY"]
     namespace = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")  # this pod's, when in a cluster
     spec = LaunchSpec(
-        scheduler="kubernetes",
+        scheduler=MULTI_NODE[launcher],
         nodes=nodes,
         nproc_per_node=max(gpus, 1),
         gpus_per_node=gpus,
-        image=os.environ.get("MUG_IMAGE"),
-        queue=os.environ.get("MUG_VOLCANO_QUEUE", "default"),
+        image=env("MUG_IMAGE"),
+        queue=env("MUG_VOLCANO_QUEUE", "default"),
+        runtime=env("MUG_TRAINER_RUNTIME", "torch-distributed"),
         namespace=namespace.read_text().strip() if namespace.is_file() else "default",
-        mounts=[f"type=volume,src={pvc},dst={shared}"],
-        env={"WANDB_MODE": "offline"},  # the run lands in the shared folder, for `wandb sync`
+        shm_size=env("MUG_SHM_SIZE"),
+        env_secrets=secrets,
+        mounts=[f"type=volume,src={pvc},dst={shared}"],  # the run, W&B's offline files included, lands here
     )
     return spec, shared
 
@@ -111,8 +125,9 @@ def pretrain(
     """Train on `shards` with `settings` (TrainConfig fields) and leave the final checkpoint in `model_dir`, and
     summary.json and an offline W&B run (for `wandb sync`) in `logs_dir`.
     `nproc` > 1 launches that many DDP processes through torchx on this node; 0 means one per GPU of the `gpus`
-    the task holds (at least one). `nodes` > 1 submits a Volcano job of `nodes` pods with `gpus` GPUs each
-    (`cluster_spec`) and waits for it; its output comes back through the shared volume.
+    the task holds (at least one). `nodes` > 1 submits a job of `nodes` pods with `gpus` GPUs each
+    (`cluster_spec`: a TrainJob, or a Volcano job) and waits for it; its output comes back through the shared
+    volume.
     `init_from` (a checkpoint directory) continues from its weights with its model: objective, preset and model
     overrides come from it, so a retraining run cannot build a different model. DVC addresses in `shards` are
     fetched here (launched processes fetch them themselves). Returns the run's summary."""
@@ -138,7 +153,8 @@ def pretrain(
 
             wait_for(launch(pretrain_argv(cfg), spec))
         elif nproc > 1:
-            from mug.train.launch import LaunchSpec, launch, pretrain_argv
+            from mug.train.launch import launch, pretrain_argv
+            from mug.train.launch_spec import LaunchSpec
 
             code = launch(pretrain_argv(cfg), LaunchSpec(nproc_per_node=nproc))
             if code != 0:

@@ -27,12 +27,14 @@ class Platform:
     wandb_secret: str = "wandb"  # a Secret in the run's namespace ...
     wandb_secret_key: str = "api-key"  # ... whose key becomes WANDB_API_KEY
     shared_pvc: str = ""  # a ReadWriteMany claim a pre-training task shares with its multi-node job ("": none)
+    multi_node: str = "trainjob"  # how nodes > 1 run: a Kubeflow Trainer TrainJob, or "volcano" (a Volcano job)
+    trainer_runtime: str = "torch-distributed"  # the TrainJob's (Cluster)TrainingRuntime
     volcano_queue: str = "default"
 
     @classmethod
     def from_env(cls) -> Platform:
         """$MUG_ACCELERATOR_TYPE, $MUG_NODE_SELECTOR ("k=v,..."), $MUG_GPU_TAINT, $MUG_SHM_SIZE, $MUG_WANDB_SECRET,
-        $MUG_SHARED_PVC, $MUG_VOLCANO_QUEUE."""
+        $MUG_SHARED_PVC, $MUG_MULTI_NODE (trainjob or volcano), $MUG_TRAINER_RUNTIME, $MUG_VOLCANO_QUEUE."""
         default = cls()
         env = os.environ.get
         selector = env("MUG_NODE_SELECTOR")
@@ -43,6 +45,8 @@ class Platform:
             shm_size=env("MUG_SHM_SIZE", default.shm_size),
             wandb_secret=env("MUG_WANDB_SECRET", default.wandb_secret),
             shared_pvc=env("MUG_SHARED_PVC", default.shared_pvc),
+            multi_node=env("MUG_MULTI_NODE", default.multi_node),
+            trainer_runtime=env("MUG_TRAINER_RUNTIME", default.trainer_runtime),
             volcano_queue=env("MUG_VOLCANO_QUEUE", default.volcano_queue),
         )
 
@@ -70,14 +74,28 @@ def on_gpus(task: PipelineTask, gpus: int | PipelineChannel, platform: Platform 
 
 
 def launches_jobs(task: PipelineTask, platform: Platform | None = None) -> PipelineTask:
-    """The pre-training task, which submits a Volcano job when `nodes` > 1: it passes on its own image, the
-    queue, and the claim it shares with the job's pods (mounted at mug.steps.SHARED_DIR). Its service account
-    needs the right to create Volcano jobs in the namespace."""
+    """The pre-training task, which submits a multi-node job when `nodes` > 1 (`mug.steps.cluster_spec`): a
+    Kubeflow Trainer TrainJob or a Volcano job. It passes on its own image, the launcher and its settings, the
+    /dev/shm size and the W&B Secret, and the claim it shares with the job's pods (mounted at
+    mug.steps.SHARED_DIR). Its service account needs the right to create TrainJobs (or Volcano jobs) in the
+    namespace."""
     from components.base_image import BASE_IMAGE
-    from mug.steps import SHARED_DIR
+    from mug.steps import MULTI_NODE, SHARED_DIR
 
     platform = platform or Platform.from_env()
-    task.set_env_variable("MUG_IMAGE", BASE_IMAGE).set_env_variable("MUG_VOLCANO_QUEUE", platform.volcano_queue)
+    if platform.multi_node not in MULTI_NODE:
+        raise ValueError(f"MUG_MULTI_NODE must be one of {', '.join(MULTI_NODE)}, got {platform.multi_node!r}")
+    settings = {
+        "MUG_IMAGE": BASE_IMAGE,
+        "MUG_MULTI_NODE": platform.multi_node,
+        "MUG_TRAINER_RUNTIME": platform.trainer_runtime,
+        "MUG_VOLCANO_QUEUE": platform.volcano_queue,
+        "MUG_SHM_SIZE": platform.shm_size,
+        "MUG_WANDB_SECRET": platform.wandb_secret,
+        "MUG_WANDB_SECRET_KEY": platform.wandb_secret_key,
+    }
+    for name, value in settings.items():
+        task.set_env_variable(name, value)
     if platform.shared_pvc:
         kubernetes.mount_pvc(task, pvc_name=platform.shared_pvc, mount_path=SHARED_DIR)
         task.set_env_variable("MUG_SHARED_PVC", platform.shared_pvc).set_env_variable("MUG_SHARED_DIR", SHARED_DIR)

@@ -7,7 +7,7 @@ from mug.config import ConfigError, build_config
 from mug.data.loading.loader import LoaderConfig
 from mug.fields import typed
 from mug.train.config import load_train_config
-from mug.train.launch import LaunchSpec
+from mug.train.launch_spec import LaunchSpec
 
 
 def model_depth(value):

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from mug.errors import UserError
-from mug.train.launch import LaunchSpec, build_app, launch
+from mug.train.launch import build_app, launch
+from mug.train.launch_spec import LaunchSpec
 
 WORKER = """
 import json, sys

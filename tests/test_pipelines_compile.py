@@ -1,6 +1,7 @@
 """Every pipeline compiles to IR YAML with the components, parameters and cluster settings a Kubeflow cluster
 needs, and no secret value in it."""
 
+import json
 import os
 import subprocess
 import sys
@@ -148,6 +149,8 @@ def test_image_and_platform_come_from_the_environment_at_import(tmp_path):
     )
     env = {e["name"]: e["value"] for e in executors["exec-pretrain"]["container"]["env"]}
     assert env["MUG_SHARED_PVC"] == "mug-shared" and env["MUG_IMAGE"] == "registry.example.com/mug:dev"
+    assert env["MUG_MULTI_NODE"] == "trainjob" and env["MUG_TRAINER_RUNTIME"] == "torch-distributed"
+    assert (env["MUG_WANDB_SECRET"], env["MUG_SHM_SIZE"]) == ("team-wandb", "64Gi")  # for the TrainJob's pods
 
 
 def test_pretrain_registers_only_inside_the_condition(tmp_path):
@@ -179,23 +182,51 @@ def test_retrain_spends_nothing_after_the_check_unless_something_is_new(tmp_path
     assert set(spec["root"]["outputDefinitions"]["parameters"]) == {"status"}
 
 
-def test_a_multi_node_pretrain_step_renders_a_volcano_job_on_the_shared_claim(tmp_path, monkeypatch):
-    """What the pretrain task submits for nodes=2 (rendered, not submitted: there is no cluster here)."""
+def _cluster_spec(tmp_path, monkeypatch, launcher: str):
     from mug.errors import UserError
     from mug.steps import cluster_spec
-    from mug.train.config import load_train_config
-    from mug.train.launch import launch, pretrain_argv
 
     monkeypatch.delenv("MUG_SHARED_PVC", raising=False)
     with pytest.raises(UserError, match="nodes=2 needs a volume shared with the training pods.*MUG_SHARED_PVC"):
         cluster_spec(2, 8)
-    monkeypatch.setenv("MUG_SHARED_PVC", "mug-shared")
-    monkeypatch.setenv("MUG_SHARED_DIR", str(tmp_path))
-    monkeypatch.setenv("MUG_IMAGE", "registry.example.com/mug:dev")
+    env = {"MUG_SHARED_PVC": "mug-shared", "MUG_SHARED_DIR": str(tmp_path), "MUG_IMAGE": "registry.example.com/mug:dev"}
+    env |= {"MUG_MULTI_NODE": launcher, "MUG_SHM_SIZE": "64Gi", "MUG_WANDB_SECRET": "team-wandb"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     spec, shared = cluster_spec(2, 8)
     assert shared == tmp_path
+    return spec
+
+
+def _rendered(spec, tmp_path) -> dict:
+    from mug.train.config import load_train_config
+    from mug.train.launch import launch, pretrain_argv
+
     cfg = load_train_config(overrides={"data": ["s3-shards.tar"], "out": str(tmp_path / "run")})
-    job = yaml.safe_load(launch(pretrain_argv(cfg), spec, dryrun=True))
+    return yaml.safe_load(launch(pretrain_argv(cfg), spec, dryrun=True))
+
+
+def test_a_multi_node_pretrain_step_renders_a_trainjob_on_the_shared_claim(tmp_path, monkeypatch):
+    """What the pretrain task submits for nodes=2 by default (rendered, not submitted: there is no cluster)."""
+    job = _rendered(_cluster_spec(tmp_path, monkeypatch, "trainjob"), tmp_path)
+    assert job["kind"] == "TrainJob" and job["spec"]["runtimeRef"]["name"] == "torch-distributed"
+    trainer = job["spec"]["trainer"]
+    assert (trainer["image"], trainer["numNodes"]) == ("registry.example.com/mug:dev", 2)
+    assert trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == "8"
+    assert f"out={json.dumps(str(tmp_path / 'run'))}" in trainer["command"]  # the job writes to the shared folder
+    secret = {e["name"]: e for e in trainer["env"]}["WANDB_API_KEY"]["valueFrom"]["secretKeyRef"]
+    assert (secret["name"], secret["key"]) == ("team-wandb", "api-key")
+    (patch,) = job["spec"]["runtimePatches"]
+    pod = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in pod["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts[str(tmp_path)]["persistentVolumeClaim"]["claimName"] == "mug-shared"
+    assert mounts["/dev/shm"]["emptyDir"]["sizeLimit"] == "64Gi"
+
+
+def test_a_multi_node_pretrain_step_renders_a_volcano_job_on_the_shared_claim(tmp_path, monkeypatch):
+    """The alternative, MUG_MULTI_NODE=volcano."""
+    job = _rendered(_cluster_spec(tmp_path, monkeypatch, "volcano"), tmp_path)
     tasks = job["spec"]["tasks"]
     assert len(tasks) == 2
     pod = tasks[0]["template"]["spec"]
@@ -206,3 +237,10 @@ def test_a_multi_node_pretrain_step_renders_a_volcano_job_on_the_shared_claim(tm
     (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
     assert volume["persistentVolumeClaim"]["claimName"] == "mug-shared"
     assert str(tmp_path / "run") in " ".join(container["command"])  # the job writes to the shared folder
+
+
+def test_an_unknown_launcher_is_named(tmp_path, monkeypatch):
+    from mug.errors import UserError
+
+    with pytest.raises(UserError, match="MUG_MULTI_NODE must be one of trainjob, volcano, got 'slurm'"):
+        _cluster_spec(tmp_path, monkeypatch, "slurm")

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from mug.train.config import TrainConfig
+from mug.train.launch_spec import SCHEDULERS
 
 DATA_LINEAGE = "data.json"  # in OUT, for --data by DVC address: the commit and md5 the run read
 # What a None default of these fields means.
@@ -83,18 +84,25 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUT/checkpoints")
 
-    launch = p.add_argument_group("launching through torchx")
-    launch.add_argument("--nproc", type=int, default=1, help="processes per node (DDP; gloo on CPU, nccl on GPU)")
-    launch.add_argument(
-        "--scheduler", default="local_cwd", choices=("local_cwd", "kubernetes"), help="where (default: local_cwd)"
+    launch = p.add_argument_group(
+        "launching",
+        "torchx (local_cwd: torchrun here; kubernetes: a Volcano job) or Kubeflow Trainer (trainjob: a TrainJob; "
+        "trainjob-local: the Kubeflow SDK's local-process backend)",
     )
-    launch.add_argument("--image", help="container image (kubernetes)")
-    launch.add_argument("--nodes", type=int, default=1, help="nodes (kubernetes; default: 1)")
-    launch.add_argument("--gpus-per-node", type=int, default=0, help="GPUs per node (kubernetes)")
+    launch.add_argument("--nproc", type=int, default=1, help="processes per node (DDP; gloo on CPU, nccl on GPU)")
+    launch.add_argument("--scheduler", default="local_cwd", choices=SCHEDULERS, help="where (default: local_cwd)")
+    launch.add_argument(
+        "--runtime", default="torch-distributed", help="Trainer runtime of the TrainJob (default: torch-distributed)"
+    )
+    launch.add_argument("--image", help="container image (kubernetes, trainjob)")
+    launch.add_argument("--nodes", type=int, default=1, help="nodes (kubernetes, trainjob; default: 1)")
+    launch.add_argument("--gpus-per-node", type=int, default=0, help="GPUs per node (kubernetes, trainjob)")
     launch.add_argument("--queue", default="default", help="Volcano queue (kubernetes)")
     launch.add_argument("--namespace", default="default", help="Kubernetes namespace")
-    launch.add_argument("--cpus-per-node", type=int, default=8, help="CPUs per pod (kubernetes; default: 8)")
-    launch.add_argument("--memory-gb", type=int, default=32, help="memory per pod in GB (kubernetes; default: 32)")
+    launch.add_argument("--cpus-per-node", type=int, default=8, help="CPUs per pod (kubernetes, trainjob; default: 8)")
+    launch.add_argument(
+        "--memory-gb", type=int, default=32, help="memory per pod in GB (kubernetes, trainjob; default: 32)"
+    )
     launch.add_argument("--shm-size", help="cap on the pod's memory-backed /dev/shm, e.g. 16Gi (default: none)")
     launch.add_argument(
         "--mount",
@@ -108,9 +116,12 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="SECRET",
-        help="Kubernetes Secret whose keys become environment variables (e.g. one holding WANDB_API_KEY)",
+        help="Kubernetes Secret whose keys become environment variables (kubernetes), or one key of it as "
+        "SECRET:KEY=VAR (trainjob), e.g. wandb:api-key=WANDB_API_KEY",
     )
-    launch.add_argument("--dryrun", action="store_true", help="print the request torchx would submit, and stop")
+    launch.add_argument(
+        "--dryrun", action="store_true", help="print the Volcano job or TrainJob that would be submitted, and stop"
+    )
     p.set_defaults(func=run)
 
 
@@ -131,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = train_config_from_args(args)
     launched = "WORLD_SIZE" in os.environ  # we are a worker of a torchrun/torchx launch
     if not launched and (args.nproc > 1 or args.scheduler != "local_cwd" or args.dryrun):
-        from mug.train.launch import LaunchSpec, launch, pretrain_argv
+        from mug.train.launch import launch, pretrain_argv
+        from mug.train.launch_spec import LaunchSpec
 
         spec = LaunchSpec(
             scheduler=args.scheduler,
@@ -146,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
             shm_size=args.shm_size,
             env_secrets=args.env_secret,
             mounts=args.mount,
+            runtime=args.runtime,
             env={"WANDB_MODE": os.environ["WANDB_MODE"]} if "WANDB_MODE" in os.environ else {},
         )
         result = launch(pretrain_argv(cfg, args.resume), spec, dryrun=args.dryrun)

@@ -1,89 +1,29 @@
-"""Launch `mug pretrain` workers through torchx: torchrun on this machine (`local_cwd`) or a Volcano job on
-Kubernetes (`kubernetes`). Both run the same torchx AppDef, so the command a GPU pod runs is the one the
-tests run on CPU with gloo. torchx is imported inside the functions: workers import `mug` on hosts that may
-not have it."""
+"""Launch `mug pretrain` workers: through torchx, as torchrun on this machine (`local_cwd`) or a Volcano job on
+Kubernetes (`kubernetes`), or as a Kubeflow Trainer TrainJob (`trainjob`, or the Kubeflow SDK's local-process
+backend `trainjob-local`; `mug.train.trainjob`). Each pair runs one job definition, so the command a GPU pod runs
+is the one the tests run on CPU with gloo. torchx is imported inside the functions: workers import `mug` on
+hosts that may not have it."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import sys
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import yaml
+
 from mug.errors import ConfigError, UserError
-from mug.fields import check
 from mug.train.config import TrainConfig
+from mug.train.launch_spec import LaunchSpec, default_env
 
 if TYPE_CHECKING:
     from torchx.runner import Runner
     from torchx.specs import AppDef
 
-SCHEDULERS = ("local_cwd", "kubernetes")
-_SECRET_LIKE = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)$", re.IGNORECASE)
-_QUANTITY = re.compile(r"^\d+(\.\d+)?([KMGTPE]i?)?$")
 # torchx's kubernetes scheduler always mounts an emptyDir(medium=Memory) volume of this name at /dev/shm
 # (role_to_pod); the overlay below only adds a size limit to it.
 _TORCHX_SHM_VOLUME = "dshm"
-
-
-@dataclass
-class LaunchSpec:
-    """Where and how wide to run. Kubernetes-only fields (image, queue, namespace, shm_size, env_secrets)
-    are ignored by `local_cwd`, which runs in this environment."""
-
-    scheduler: str = "local_cwd"
-    nproc_per_node: int = 1
-    nodes: int = 1
-    image: str | None = None
-    gpus_per_node: int = 0
-    cpus_per_node: int = 8  # fits most nodes; raise it for GPU nodes so data loading keeps up
-    memory_gb: int = 32  # GB (10^9 bytes); the /dev/shm tmpfs counts against it
-    shm_size: str | None = None  # a Kubernetes quantity ("16Gi"); None: no limit below memory_gb
-    queue: str = "default"  # the Volcano queue (Volcano creates "default")
-    namespace: str = "default"
-    env: dict[str, str] = field(default_factory=dict)
-    env_secrets: list[str] = field(default_factory=list)  # Kubernetes Secrets whose keys become env vars
-    # torchx mount specs, e.g. "type=volume,src=runs-pvc,dst=/mnt/runs": a PersistentVolumeClaim every pod
-    # writes its checkpoints to (kubernetes)
-    mounts: list[str] = field(default_factory=list)
-    name: str = "mug-pretrain"
-    max_retries: int = 0
-
-    def validate(self) -> None:
-        check(self)
-        if self.scheduler not in SCHEDULERS:
-            raise ConfigError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
-        for name in ("nproc_per_node", "nodes", "cpus_per_node", "memory_gb"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("gpus_per_node", "max_retries"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.gpus_per_node and self.nproc_per_node > self.gpus_per_node:
-            raise ConfigError(
-                f"nproc_per_node must be at most gpus_per_node ({self.gpus_per_node}): each process gets one GPU, "
-                f"got {self.nproc_per_node}"
-            )
-        for key in self.env:
-            if _SECRET_LIKE.search(key):
-                raise ConfigError(
-                    f"env.{key} looks like a secret: pass it through env_secrets (a Kubernetes Secret) "
-                    "or export it where you launch locally"
-                )
-        if self.scheduler == "local_cwd":
-            if self.nodes != 1:
-                raise ConfigError(f"nodes must be 1 with local_cwd, which runs on this machine only (use "
-                                  f"nproc_per_node), got {self.nodes}")  # fmt: skip
-            if self.env_secrets:
-                raise ConfigError("env_secrets must be empty with local_cwd: Kubernetes Secrets apply to the "
-                                  "kubernetes scheduler only")  # fmt: skip
-            return
-        if not self.image:
-            raise ConfigError("image must be set for the kubernetes scheduler: the image every pod runs")
-        if self.shm_size is not None and not _QUANTITY.match(self.shm_size):
-            raise ConfigError(f"shm_size must be a Kubernetes quantity such as 16Gi, got {self.shm_size!r}")
 
 
 def build_app(worker_args: list[str], spec: LaunchSpec, module: str = "mug.cli") -> AppDef:
@@ -103,7 +43,7 @@ def build_app(worker_args: list[str], spec: LaunchSpec, module: str = "mug.cli")
         cpu=spec.cpus_per_node,
         gpu=spec.gpus_per_node,
         memMB=spec.memory_gb * 1000,  # torchx writes memMB as "<n>M", decimal megabytes
-        env={**_default_env(spec), **spec.env},
+        env={**default_env(spec), **spec.env},
         max_retries=spec.max_retries,
         mounts=[part for mount in spec.mounts for part in mount.split(",")] or None,  # torchx takes the parts
     )
@@ -121,23 +61,22 @@ def build_app(worker_args: list[str], spec: LaunchSpec, module: str = "mug.cli")
     return app
 
 
-def _default_env(spec: LaunchSpec) -> dict[str, str]:
-    """OMP_NUM_THREADS splits the node's CPUs between its processes: torchrun would otherwise set 1 (and warn),
-    which starves CPU training, while torch's default (all cores per process) oversubscribes. Locally an
-    exported OMP_NUM_THREADS wins, and the interpreter's bin dir goes first on PATH: local_cwd runs `torchrun`
-    from PATH (after the current directory), which must be this environment's even from an unactivated venv."""
-    if spec.scheduler == "kubernetes":
-        return {"OMP_NUM_THREADS": str(max(1, spec.cpus_per_node // spec.nproc_per_node))}
-    env = {"PATH": os.path.dirname(sys.executable)}
-    if "OMP_NUM_THREADS" not in os.environ:
-        env["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // spec.nproc_per_node))
-    return env
-
-
 def launch(worker_args: list[str], spec: LaunchSpec, dryrun: bool = False, module: str = "mug.cli") -> int | str:
-    """Run the job. local_cwd: wait for it with the workers' logs streamed to our stdout/stderr and return its
-    exit code. kubernetes: submit it and return the app handle (`kubernetes://...`). With `dryrun`, submit
-    nothing and return the rendered request (for kubernetes the Volcano Job as YAML)."""
+    """Run the job. local_cwd, trainjob-local: wait for it with the workers' logs streamed to our stdout and
+    return its exit code. kubernetes, trainjob: submit it and return its handle (`kubernetes://...`,
+    `trainjob://NAMESPACE/NAME`). With `dryrun`, submit nothing and return the rendered request (the Volcano Job
+    or the TrainJob as YAML)."""
+    if spec.scheduler.startswith("trainjob"):
+        from mug.train import trainjob
+
+        if dryrun and spec.scheduler == "trainjob-local":
+            raise ConfigError("dryrun renders a cluster's TrainJob: use the trainjob scheduler")
+        if dryrun:
+            return yaml.safe_dump(trainjob.render(worker_args, spec, module), sort_keys=False)
+        if spec.scheduler == "trainjob":
+            return trainjob.submit(worker_args, spec, module)
+        return trainjob.run_local(worker_args, spec, module)
+
     from torchx.runner import get_runner
 
     app = build_app(worker_args, spec, module)
@@ -216,7 +155,11 @@ def pretrain_argv(cfg: TrainConfig, resume: bool = False) -> list[str]:
 
 
 def wait_for(handle: str, poll_s: float = 30.0) -> None:
-    """Block until the job behind `handle` (what a kubernetes `launch` returns) ends; one line if it failed."""
+    """Block until the job behind `handle` (what a cluster `launch` returns) ends; raise if it failed."""
+    from mug.train import trainjob
+
+    if handle.startswith(trainjob.HANDLE):
+        return trainjob.wait_for(handle, poll_s)
     from torchx.runner import get_runner
     from torchx.specs import AppState
 
