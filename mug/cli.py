@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mug.commands import caption, data, demo, evaluate, pipelines, pretrain, registry
+from mug.commands import caption, data, demo, evaluate, pipelines, pretrain, registry, sweep
 from mug.errors import UserError
 
 
@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="MUG: multi-modal generative vision pre-training on web image-text pairs.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (caption, demo, data, pretrain, evaluate, registry, pipelines):
+    for group in (caption, demo, data, pretrain, evaluate, sweep, registry, pipelines):
         group.add_command(sub)
     return parser
 
