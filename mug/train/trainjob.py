@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 NODE = "node"  # the trainer's replicated job and container in Trainer's runtimes (kubeflow.trainer.constants.NODE)
 HANDLE = "trainjob://"
 SHM_VOLUME = "dshm"
+MAX_FAILED_POLLS = 10
 _DONE = ("Complete", "Failed")  # kubeflow.trainer.constants TRAINJOB_COMPLETE, TRAINJOB_FAILED
 
 
@@ -171,10 +172,19 @@ def wait_for(handle: str, poll_s: float = 30.0, timeout_s: float = 7 * 24 * 3600
 
 
 def _follow(client: TrainerClient | RuntimeBackend, name: str, poll_s: float, timeout_s: float, logs: bool):
-    """Poll the job until it ends: its status changes, and with `logs` its new log lines, go to stdout."""
-    status, printed, deadline = None, 0, time.monotonic() + timeout_s
+    """Poll the job until it ends: its status changes, and with `logs` its new log lines, go to stdout. A few
+    failed polls in a row (an API server restarting during a days-long job) are waited out, not fatal."""
+    status, printed, failures, deadline = None, 0, 0, time.monotonic() + timeout_s
     while True:
-        job = client.get_job(name)
+        try:
+            job = client.get_job(name)
+        except (RuntimeError, TimeoutError) as err:  # how the SDK reports the API's errors
+            failures += 1
+            if failures > MAX_FAILED_POLLS:
+                raise UserError(f"trainjob {name}: {failures} status polls in a row failed, the last: {err}") from err
+            time.sleep(poll_s)
+            continue
+        failures = 0
         if job.status != status:
             status = job.status
             print(f"trainjob {name}: {status}", flush=True)
