@@ -117,3 +117,22 @@ def add_shards(train, seed: int, samples: int = 128, shard_size: int = 128) -> N
         synthesize_corpus(tmp, samples, 0, shard_size=shard_size, image_size=32, seed=seed, progress=False)
         for path in sorted((Path(tmp) / "train").iterdir()):  # 00000.tar, 00000.parquet, 00000_stats.json
             shutil.copy(path, Path(train) / f"{first + int(path.name[:5]):05d}{path.name[5:]}")
+
+
+@pytest.fixture
+def unreachable_cluster(tmp_path, monkeypatch):
+    """A kubeconfig whose API server is 127.0.0.1:1, where nothing listens: what a submission meets without a
+    cluster. The kubernetes client reads $KUBECONFIG once, at import, so its default location is what moves."""
+    import yaml
+
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "none", "cluster": {"server": "http://127.0.0.1:1"}}],
+        "contexts": [{"name": "none", "context": {"cluster": "none", "user": "none"}}],
+        "users": [{"name": "none", "user": {}}],
+        "current-context": "none",
+    }
+    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(config))
+    monkeypatch.setattr("kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(tmp_path / "kubeconfig"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)  # not in a pod: use the kubeconfig

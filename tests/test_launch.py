@@ -95,20 +95,7 @@ def test_kubernetes_defaults_leave_torchx_shm_unlimited_and_add_no_secrets():
     assert "envFrom" not in pod["containers"][0]
 
 
-def test_kubernetes_submit_without_a_cluster_is_a_user_error(tmp_path, monkeypatch):
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "none", "cluster": {"server": "http://127.0.0.1:1"}}],  # nothing listens on port 1
-        "contexts": [{"name": "none", "context": {"cluster": "none", "user": "none"}}],
-        "users": [{"name": "none", "user": {}}],
-        "current-context": "none",
-    }
-    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(config))
-    # the kubernetes client reads $KUBECONFIG once, at import
-    monkeypatch.setattr("kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(tmp_path / "kubeconfig"))
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)  # not in a pod: use the kubeconfig
-
+def test_kubernetes_submit_without_a_cluster_is_a_user_error(unreachable_cluster):
     with pytest.raises(UserError, match=r"^kubernetes: cannot submit to namespace default: .*127\.0\.0\.1"):
         launch(ARGS, kube_spec())
 

@@ -72,22 +72,11 @@ def test_render_builds_the_katib_experiment(fixed):
     assert "'base_lr': '${trialParameters.base_lr}'" in source and "'w_cap': '${trialParameters.w_cap}'" in source
 
 
-def test_cli_renders_and_a_cluster_submission_without_a_cluster_is_one_line(tmp_path, monkeypatch, capsys):
+def test_cli_renders_and_a_cluster_submission_without_a_cluster_is_one_line(unreachable_cluster, capsys):
     args = ["--image", "registry.example/mug:1.0", "--trials", "5", "--namespace", "team"]
     assert main(["sweep", "render", *args]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["spec"]["maxTrialCount"] == 5
 
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "none", "cluster": {"server": "http://127.0.0.1:1"}}],  # nothing listens on port 1
-        "contexts": [{"name": "none", "context": {"cluster": "none", "user": "none"}}],
-        "users": [{"name": "none", "user": {}}],
-        "current-context": "none",
-    }
-    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(config))
-    monkeypatch.setattr("kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(tmp_path / "kubeconfig"))
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     assert main(["sweep", "submit", *args]) == 2
     assert "cannot create the sweep's Experiment in namespace team" in capsys.readouterr().err
 

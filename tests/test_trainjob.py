@@ -14,28 +14,16 @@ from mug.cli import main
 from mug.errors import UserError
 from mug.train.launch import launch
 from mug.train.launch_spec import LaunchSpec
-from tests.test_launch import WORKER
+from tests.test_launch import WORKER, kube_spec
 from tests.test_train import _run, micro_argv, micro_settings, shards  # noqa: F401 (shards: a fixture)
 
 ARGS = ["pretrain", "--preset", "tiny", "--steps", "10", "--out", "/mnt/runs/a b"]
 
 
 def trainjob_spec(**overrides) -> LaunchSpec:
-    values = dict(
-        scheduler="trainjob",
-        image="registry.example/mug:1.0",
-        nodes=2,
-        nproc_per_node=8,
-        gpus_per_node=8,
-        cpus_per_node=32,
-        memory_gb=256,
-        namespace="research",
-        shm_size="16Gi",
-        env={"WANDB_MODE": "online"},
-        env_secrets=["wandb:api-key=WANDB_API_KEY"],
-        mounts=["type=volume,src=runs-pvc,dst=/mnt/runs"],
-    )
-    return LaunchSpec(**{**values, **overrides})
+    """test_launch's Volcano job as a TrainJob: 2 nodes of 8 GPUs, /dev/shm 16Gi, a claim, the W&B key."""
+    trainjob = {"scheduler": "trainjob", "cpus_per_node": 32, "memory_gb": 256, "namespace": "research"}
+    return kube_spec(**{**trainjob, "env_secrets": ["wandb:api-key=WANDB_API_KEY"], **overrides})
 
 
 def test_dryrun_renders_the_trainjob():
@@ -100,19 +88,7 @@ def test_validation_names_the_bad_field(overrides, field):
         trainjob_spec(**overrides).validate()
 
 
-def test_submit_without_a_cluster_is_a_user_error(tmp_path, monkeypatch):
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "none", "cluster": {"server": "http://127.0.0.1:1"}}],  # nothing listens on port 1
-        "contexts": [{"name": "none", "context": {"cluster": "none", "user": "none"}}],
-        "users": [{"name": "none", "user": {}}],
-        "current-context": "none",
-    }
-    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(config))
-    monkeypatch.setattr("kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(tmp_path / "kubeconfig"))
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-
+def test_submit_without_a_cluster_is_a_user_error(unreachable_cluster):
     with pytest.raises(UserError, match=r"^trainjob: cannot submit mug-pretrain to namespace research: .*"):
         launch(ARGS, trainjob_spec())
 
