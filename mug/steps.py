@@ -74,6 +74,14 @@ SHARED_DIR = "/mnt/mug-shared"  # where a pipeline's training pods and the pod l
 MULTI_NODE = {"trainjob": "trainjob", "volcano": "kubernetes"}  # $MUG_MULTI_NODE -> the scheduler it launches with
 
 
+def multi_node_scheduler(launcher: str) -> str:
+    """The launch scheduler of a $MUG_MULTI_NODE value, checked where the pipelines are compiled and where the
+    task runs."""
+    if launcher not in MULTI_NODE:
+        raise UserError(f"MUG_MULTI_NODE must be one of {', '.join(MULTI_NODE)}, got {launcher!r}")
+    return MULTI_NODE[launcher]
+
+
 def cluster_spec(nodes: int, gpus: int) -> tuple[Any, Path]:
     """The multi-node job of a pre-training step, and the folder on the volume this pod shares with its pods: a
     Kubeflow Trainer TrainJob on $MUG_TRAINER_RUNTIME ($MUG_MULTI_NODE=trainjob, the default) or a Volcano job
@@ -84,8 +92,7 @@ def cluster_spec(nodes: int, gpus: int) -> tuple[Any, Path]:
 
     env = os.environ.get
     launcher = env("MUG_MULTI_NODE", "trainjob")
-    if launcher not in MULTI_NODE:
-        raise UserError(f"MUG_MULTI_NODE must be one of {', '.join(MULTI_NODE)}, got {launcher!r}")
+    scheduler = multi_node_scheduler(launcher)
     pvc, shared = env("MUG_SHARED_PVC"), Path(env("MUG_SHARED_DIR", SHARED_DIR))
     if not pvc or not shared.is_dir():
         raise UserError(
@@ -97,7 +104,7 @@ def cluster_spec(nodes: int, gpus: int) -> tuple[Any, Path]:
         secrets = [f"{secret}:{env('MUG_WANDB_SECRET_KEY', 'api-key')}=WANDB_API_KEY"]
     namespace = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")  # this pod's, when in a cluster
     spec = LaunchSpec(
-        scheduler=MULTI_NODE[launcher],
+        scheduler=scheduler,
         nodes=nodes,
         nproc_per_node=max(gpus, 1),
         gpus_per_node=gpus,

@@ -80,11 +80,10 @@ def launches_jobs(task: PipelineTask, platform: Platform | None = None) -> Pipel
     mug.steps.SHARED_DIR). Its service account needs the right to create TrainJobs (or Volcano jobs) in the
     namespace."""
     from components.base_image import BASE_IMAGE
-    from mug.steps import MULTI_NODE, SHARED_DIR
+    from mug.steps import SHARED_DIR, multi_node_scheduler
 
     platform = platform or Platform.from_env()
-    if platform.multi_node not in MULTI_NODE:
-        raise ValueError(f"MUG_MULTI_NODE must be one of {', '.join(MULTI_NODE)}, got {platform.multi_node!r}")
+    multi_node_scheduler(platform.multi_node)  # a bad value fails the compile, not the run
     settings = {
         "MUG_IMAGE": BASE_IMAGE,
         "MUG_MULTI_NODE": platform.multi_node,

@@ -244,3 +244,13 @@ def test_an_unknown_launcher_is_named(tmp_path, monkeypatch):
 
     with pytest.raises(UserError, match="MUG_MULTI_NODE must be one of trainjob, volcano, got 'slurm'"):
         _cluster_spec(tmp_path, monkeypatch, "slurm")
+
+
+def test_an_unknown_launcher_fails_the_compile(tmp_path):
+    env = os.environ | {"MUG_MULTI_NODE": "slurm"}
+    script = "from pipelines import PIPELINES"  # the decorators build the pipelines, and their tasks, at import
+    run = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=Path(__file__).parents[1], capture_output=True, text=True
+    )
+    assert run.returncode != 0
+    assert "MUG_MULTI_NODE must be one of trainjob, volcano, got 'slurm'" in run.stderr

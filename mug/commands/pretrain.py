@@ -49,8 +49,9 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         description="Train one of the four objectives on img2dataset shards. Settings come from the defaults, "
         "then --config FILE.yaml, then the flags and --set KEY=VALUE (the later wins). Checkpoints go to "
         "OUT/checkpoints/step-N (resumable with --resume), the final model to OUT/model, the loss history to "
-        "OUT/history.jsonl and the run's figures to OUT/summary.json. With --nproc N or --scheduler kubernetes "
-        "the run is launched through torchx (torchrun locally, a Volcano job on Kubernetes).",
+        "OUT/history.jsonl and the run's figures to OUT/summary.json. With --nproc N or another --scheduler the "
+        "run is launched: through torchx (torchrun here, a Volcano job on Kubernetes) or as a Kubeflow Trainer "
+        "TrainJob (on the cluster, or through the Kubeflow SDK's local-process backend).",
         epilog="example: mug pretrain --objective mug --preset tiny --data 'data/train/{00000..00004}.tar' "
         "--steps 200 --out runs/mug-tiny",
     )
