@@ -81,6 +81,12 @@ def test_cli_renders_and_a_cluster_submission_without_a_cluster_is_one_line(unre
     assert "cannot create the sweep's Experiment in namespace team" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("flag", "value"), [("--trials", "0"), ("--steps", "-1"), ("--eval-max-samples", "-5")])
+def test_bad_counts_are_named(flag, value, capsys):
+    assert main(["sweep", "local", flag, value]) == 2
+    assert f"{flag} must be" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_the_rendered_trial_runs_as_katib_starts_it(fixed, tmp_path):
     """Katib puts the sampled values into the trial's TrainJob; its container runs the command. Here the same

@@ -58,6 +58,8 @@ def _fixed(args: argparse.Namespace) -> dict:
     for flag in ("trials", "steps", "batch_size"):
         if getattr(args, flag) < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    if args.eval_max_samples < 0:
+        raise UserError(f"--eval-max-samples must be 0 (all) or more, got {args.eval_max_samples}")
     settings = parse_overrides(args.set) | {"objective": "mug", "preset": args.preset, "steps": args.steps}
     settings |= {"batch_size": args.batch_size, "tokenizer": args.tokenizer}
     return {
