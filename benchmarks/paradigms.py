@@ -24,7 +24,9 @@ from mug.checkpoint import load_checkpoint
 from mug.data.synthetic.synth import SEMANTIC_LABELS
 from mug.evaluation.evaluate import EvalOptions, evaluate_checkpoint
 from mug.evaluation.significance import OUTCOMES, read_outcomes, summarize
-from mug.train.config import load_train_config
+from mug.models import Objective, build_model
+from mug.tokenizer import CaptionTokenizer
+from mug.train.config import TrainConfig, load_train_config
 from mug.train.loop import train
 
 # (modality, kind of objective): the paper's grid, in its reading order.
@@ -46,7 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="Every objective gets the same seed, steps, batch, base_lr, 5%% linear warm-up, cosine decay and weight "
-        "decay 0.05 (AdamW 0.9/0.95), so all see the same steps x batch images. Their compute differs by design: "
+        "decay 0.05 (AdamW 0.9/0.95), so all see the same steps x batch images (with --equal-flops: the same training "
+        "FLOPs instead). Their compute differs by design: "
         "SimCLR encodes two augmented views of each image, MAE and MUG encode only the 25%% of patches the 75%% mask "
         "leaves, CLIP also runs a text encoder and MUG a caption decoder; the table reports wall-clock seconds, "
         "images/s and forward GFLOP per image of each.",
@@ -54,6 +57,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--preset", default="tiny", help="model preset shared by all four (tiny, small, base)")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="optimiser steps per objective")
+    p.add_argument(
+        "--equal-flops",
+        action="store_true",
+        help="give MUG --steps and cut or extend each other objective's steps so its training FLOPs match MUG's",
+    )
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="images per step (SimCLR: two views each)")
     p.add_argument("--base-lr", type=float, default=DEFAULT_BASE_LR, help="lr = base_lr x batch / 256, for all four")
     p.add_argument("--seeds", default="0", help="comma-separated: each seed trains and evaluates all objectives")
@@ -84,33 +92,38 @@ def run_dir(args: argparse.Namespace, seed: int, objective: str) -> Path:
     return Path(args.out) / f"seed-{seed}" / objective
 
 
-def pretrain(objective: str, seed: int, args: argparse.Namespace) -> dict:
+def train_config(objective: str, seed: int, steps: int, args: argparse.Namespace) -> TrainConfig:
+    """The one recipe every objective shares; only the objective (and, with --equal-flops, the steps) differ."""
+    return load_train_config(
+        overrides={
+            "data": args.train,
+            "out": str(run_dir(args, seed, objective)),
+            "objective": objective,
+            "preset": args.preset,
+            "tokenizer": str(TOKENIZER) if TOKENIZER.is_file() else None,
+            "steps": steps,
+            "batch_size": args.batch_size,
+            "base_lr": args.base_lr,
+            "seed": seed,
+            "device": args.device,
+            "num_workers": args.num_workers,
+            "ckpt_every": steps,  # no intermediate checkpoints: only the final model is written
+            "log_every": max(1, steps // 30),
+            "wandb": "disabled",
+        }
+    )
+
+
+def pretrain(objective: str, seed: int, steps: int, args: argparse.Namespace) -> dict:
     """Train one objective (or reuse a finished run); its seconds, images/s and losses."""
     out = run_dir(args, seed, objective)
     if not (args.reuse and (out / "summary.json").is_file()):
-        cfg = load_train_config(
-            overrides={
-                "data": args.train,
-                "out": str(out),
-                "objective": objective,
-                "preset": args.preset,
-                "tokenizer": str(TOKENIZER) if TOKENIZER.is_file() else None,
-                "steps": args.steps,
-                "batch_size": args.batch_size,
-                "base_lr": args.base_lr,
-                "seed": seed,
-                "device": args.device,
-                "num_workers": args.num_workers,
-                "ckpt_every": args.steps,  # no intermediate checkpoints: only the final model is written
-                "log_every": max(1, args.steps // 30),
-                "wandb": "disabled",
-            }
-        )
-        train(cfg)
+        train(train_config(objective, seed, steps, args))
     summary = json.loads((out / "summary.json").read_text())
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines() if line.strip()]
     return {
         "seconds": summary["seconds"],
+        "steps": summary["steps"],
         "images_per_s": summary["steps"] * args.batch_size / summary["seconds"],  # whole run, data loading included
         "first_loss": history[0]["loss"] if history else None,
         "first_loss_step": history[0]["step"] if history else None,
@@ -119,14 +132,38 @@ def pretrain(objective: str, seed: int, args: argparse.Namespace) -> dict:
     }
 
 
-def forward_gflops_per_image(model_dir: Path, batch_size: int) -> float:
+def forward_gflops_per_image(model: Objective, batch_size: int) -> float:
     """Model FLOPs of one training-mode forward (mask and all) on a random batch, per image."""
-    model, _, _ = load_checkpoint(model_dir, "cpu")
     model.train()
     batch = make_batch(model, batch_size, "cpu")
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(batch)
     return counter.get_total_flops() / batch_size / 1e9
+
+
+def untrained_model(objective: str, args: argparse.Namespace) -> Objective:
+    """The model `train` would build for `objective`, with the shared tokenizer's vocabulary (the FLOPs of
+    MUG's vocabulary head and CLIP's text tower depend on it)."""
+    cfg = train_config(objective, 0, args.steps, args)
+    model = build_model(cfg.model_config())
+    if "tokens" in model.inputs and TOKENIZER.is_file():
+        tokenizer = CaptionTokenizer.from_file(TOKENIZER)
+        model = build_model(cfg.model_config(tokenizer.vocab_size, tokenizer.pad_id))
+    return model
+
+
+def steps_per_objective(args: argparse.Namespace) -> dict[str, int]:
+    """--steps for every objective; with --equal-flops, MUG keeps --steps and each other objective gets the steps
+    at which 3 x forward FLOPs x images seen equals MUG's (SimCLR's two full views and CLIP's text tower cost
+    more per image than the masked objectives, so they see fewer images)."""
+    if not args.equal_flops:
+        return dict.fromkeys(args.objectives, args.steps)
+    batch = min(args.batch_size, 16)
+    reference = forward_gflops_per_image(untrained_model("mug", args), batch)
+    return {
+        o: max(1, round(args.steps * reference / forward_gflops_per_image(untrained_model(o, args), batch)))
+        for o in args.objectives
+    }
 
 
 def evaluate(
@@ -249,11 +286,12 @@ def compute_table(runs: dict, args: argparse.Namespace) -> str:
     def cell(value, column: int) -> str:
         if value is None:
             return "-"
-        return [str, str, "{:.0f}".format, "{:.1f}".format, "{:.2f}".format, "{:.1f}".format, str][column](value)
+        return [str, str, str, "{:.0f}".format, "{:.1f}".format, "{:.2f}".format, "{:.1f}".format, str][column](value)
 
     header = [
         "objective",
         "quadrant",
+        "steps",
         "train s",
         "images/s",
         "fwd GFLOP/image",
@@ -263,23 +301,29 @@ def compute_table(runs: dict, args: argparse.Namespace) -> str:
     rows = []
     for o, r in runs.items():
         t = r["train"]
-        tflop = 3 * r["gflops"] * args.steps * args.batch_size / 1e3
+        tflop = 3 * r["gflops"] * t["steps"] * args.batch_size / 1e3
         loss = f"{t['first_loss']:.3f} (step {t['first_loss_step']}) -> {t['final_losses']['loss']:.3f}"
         parts = {k: v for k, v in t["final_losses"].items() if k.startswith("loss_")}
         if len(parts) > 1:
             loss += " (" + ", ".join(f"{k[5:]} {v:.3f}" for k, v in sorted(parts.items())) + ")"
-        rows.append([o, " ".join(QUADRANTS[o]), t["seconds"], t["images_per_s"], r["gflops"], tflop, loss])
+        rows.append([o, " ".join(QUADRANTS[o]), t["steps"], t["seconds"], t["images_per_s"], r["gflops"], tflop, loss])
     return "### Compute (train TFLOP ≈ 3 x forward x images seen)\n\n" + markdown_table(
-        header, rows, [None, None, False, True, False, False, None], cell
+        header, rows, [None, None, None, False, True, False, False, None], cell
     )
 
 
 def render(results: dict, chance: dict, ceiling: dict | None, args: argparse.Namespace, settings: dict) -> str:
     tasks = task_columns(next(iter(results.values())))
     first = next(iter(results))
+    steps = settings["steps"]
+    budget = (
+        f"{args.steps} steps x batch {args.batch_size} = {args.steps * args.batch_size} images seen each"
+        if len(set(steps.values())) == 1
+        else "equal training FLOPs, steps x batch "
+        + ", ".join(f"{o} {n} x {args.batch_size}" for o, n in steps.items())
+    )
     intro = (
-        f"Paradigms, preset {args.preset}: {args.steps} steps x batch {args.batch_size} = "
-        f"{args.steps * args.batch_size} images seen each, base_lr {args.base_lr:g} (lr {settings['lr']:.2e}), "
+        f"Paradigms, preset {args.preset}: {budget}, base_lr {args.base_lr:g} (lr {settings['lr']:.2e}), "
         f"seeds {', '.join(map(str, results))}, {args.threads} threads; held-out images per task: "
         f"{settings['test_sizes']}. Each model's floor is its own architecture at random init."
     )
@@ -298,16 +342,19 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[int, dict] = {}
     chance: dict[str, float] = {}
     total = len(args.seeds) * len(args.objectives)
+    steps = steps_per_objective(args)
+    if args.equal_flops:
+        print("steps at MUG's training FLOPs: " + ", ".join(f"{o} {n}" for o, n in steps.items()), flush=True)
     for seed in args.seeds:
         results[seed] = {}
         for objective in args.objectives:
             tag = f"[seed {seed}, {len(results[seed]) + 1}/{len(args.objectives)}] {objective}"
             print(f"{tag} ({', '.join(QUADRANTS[objective])}): pre-training", flush=True)
-            trained = pretrain(objective, seed, args)
+            trained = pretrain(objective, seed, steps[objective], args)
             print(f"{tag}: evaluating the frozen encoder", flush=True)
             metrics, chance_, tasks = evaluate(objective, seed, args)
             chance.update(chance_)
-            model = run_dir(args, seed, objective) / "model"
+            model, _, _ = load_checkpoint(run_dir(args, seed, objective) / "model", "cpu")
             gflops = forward_gflops_per_image(model, min(args.batch_size, 16))
             results[seed][objective] = {
                 "quadrant": QUADRANTS[objective], "train": trained, "gflops": gflops, "metrics": metrics, "tasks": tasks
@@ -331,9 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     settings = {
         "preset": args.preset,
-        "steps": args.steps,
+        "steps": steps,
         "batch_size": args.batch_size,
-        "images_seen": args.steps * args.batch_size,
+        "images_seen": {o: n * args.batch_size for o, n in steps.items()},
         "base_lr": args.base_lr,
         "lr": args.base_lr * args.batch_size / 256,
         "seeds": args.seeds,
