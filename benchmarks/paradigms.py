@@ -316,9 +316,10 @@ def render(results: dict, chance: dict, ceiling: dict | None, args: argparse.Nam
     tasks = task_columns(next(iter(results.values())))
     first = next(iter(results))
     steps = settings["steps"]
+    counts = sorted(set(steps.values()))
     budget = (
-        f"{args.steps} steps x batch {args.batch_size} = {args.steps * args.batch_size} images seen each"
-        if len(set(steps.values())) == 1
+        f"{counts[0]} steps x batch {args.batch_size} = {counts[0] * args.batch_size} images seen each"
+        if len(counts) == 1
         else "equal training FLOPs, steps x batch "
         + ", ".join(f"{o} {n} x {args.batch_size}" for o, n in steps.items())
     )
