@@ -76,9 +76,11 @@ def token_classes(tokens: torch.Tensor, tokenizer: CaptionTokenizer, classes: di
 
 
 @torch.no_grad()
-def measure(checkpoint: str, data: list[str], samples: int, batch_size: int, seed: int) -> dict[str, dict]:
+def measure(
+    checkpoint: str, data: list[str], samples: int, batch_size: int, seed: int, mask_ratio: float | None = None
+) -> dict[str, dict]:
     """Per class: mean cross-entropy with the image's own memory ("own"), with another image's ("other"), and
-    the token count."""
+    the token count. `mask_ratio` None encodes as in training; 0 lets the decoder see every patch."""
     model, tokenizer, _ = load_checkpoint(checkpoint, need_tokenizer=True)
     if not isinstance(model, MaskedGenerative) or model.caption_decoder is None:
         raise SystemExit(f"{checkpoint} is not a MUG checkpoint (no caption decoder)")
@@ -104,7 +106,8 @@ def measure(checkpoint: str, data: list[str], samples: int, batch_size: int, see
     for batch in loader:
         images, tokens = batch["image"][: samples - seen], batch["tokens"][: samples - seen]
         noise = torch.rand(len(images), cfg.encoder.num_patches, generator=noise_source)
-        memory = decoder.project_memory(model.encoder(images, cfg.objective.mask_ratio, noise).latent)
+        ratio = cfg.objective.mask_ratio if mask_ratio is None else mask_ratio
+        memory = decoder.project_memory(model.encoder(images, ratio, noise).latent)
         targets, names = tokens[:, 1:], token_classes(tokens[:, 1:], tokenizer, classes)
         real = targets != decoder.cfg.pad_id
         for condition, mem in (("own", memory), ("other", memory.roll(1, dims=0))):
@@ -130,6 +133,12 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=1000, help="captions read (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--seed", type=int, default=0, help="mask seed (default: %(default)s)")
+    p.add_argument(
+        "--mask-ratio",
+        type=float,
+        help="patches hidden from the encoder (default: the checkpoint's training ratio); 0 shows the decoder the "
+        "whole image, to tell a word hidden by the mask from one the decoder never learned to read",
+    )
     args = p.parse_args()
     torch.set_num_threads(2)
     order = ("shape", "count", "relation", "colour", "size", "background", "texture", "other")
@@ -137,7 +146,7 @@ def main() -> None:
     print("| checkpoint | " + " | ".join(order) + " |")
     print("|---|" + "---:|" * len(order))
     for checkpoint in args.checkpoints:
-        result = measure(checkpoint, args.data, args.samples, args.batch_size, args.seed)
+        result = measure(checkpoint, args.data, args.samples, args.batch_size, args.seed, args.mask_ratio)
         cells = []
         for name in order:
             r = result.get(name)
