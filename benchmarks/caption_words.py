@@ -101,12 +101,12 @@ def measure(
         world_size=1,
     )
     noise_source = torch.Generator().manual_seed(seed)
+    ratio = cfg.objective.mask_ratio if mask_ratio is None else mask_ratio
     sums: dict[str, dict[str, float]] = {}
     seen = 0
     for batch in loader:
         images, tokens = batch["image"][: samples - seen], batch["tokens"][: samples - seen]
         noise = torch.rand(len(images), cfg.encoder.num_patches, generator=noise_source)
-        ratio = cfg.objective.mask_ratio if mask_ratio is None else mask_ratio
         memory = decoder.project_memory(model.encoder(images, ratio, noise).latent)
         targets, names = tokens[:, 1:], token_classes(tokens[:, 1:], tokenizer, classes)
         real = targets != decoder.cfg.pad_id
@@ -140,6 +140,8 @@ def main() -> None:
         "whole image, to tell a word hidden by the mask from one the decoder never learned to read",
     )
     args = p.parse_args()
+    if args.mask_ratio is not None and not 0 <= args.mask_ratio < 1:
+        p.error(f"--mask-ratio must be in [0, 1): the encoder needs a patch to see, got {args.mask_ratio}")
     torch.set_num_threads(2)
     order = ("shape", "count", "relation", "colour", "size", "background", "texture", "other")
     print("Cross-entropy of caption tokens (nats/token), own image -> another image's: what the image adds\n")
